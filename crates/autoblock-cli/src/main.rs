@@ -1,0 +1,2 @@
+//! The autoblock binary.
+fn main() {}

@@ -1,0 +1,1 @@
+//! autoblock-detect (placeholder, filled in by the crate's work).

@@ -1,0 +1,1 @@
+//! autoblock-netlink (placeholder, filled in by the crate's work).

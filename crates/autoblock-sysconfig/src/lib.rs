@@ -1,0 +1,1 @@
+//! autoblock-sysconfig (placeholder, filled in by the crate's work).

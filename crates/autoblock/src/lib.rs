@@ -1,0 +1,1 @@
+//! autoblock (placeholder, filled in by the crate's work).
