@@ -1,1 +1,69 @@
-//! autoblock-sysconfig (placeholder, filled in by the crate's work).
+//! Model, parser and printer of `iptables-save` / `iptables-restore` files
+//! (`/etc/sysconfig/iptables`, `/etc/sysconfig/ip6tables`), and the atomic
+//! mirror that keeps autoblock's chain in them.
+//!
+//! - [`RulesetFile`] parses a file, keeping every byte: unchanged content
+//!   prints back byte for byte (comments, whitespace, counters, order, CR LF,
+//!   a missing final newline). The parser checks the structure
+//!   `iptables-restore` requires and reports the line number and reason of
+//!   the first problem ([`ParseError`]).
+//! - [`RulesetFile::set_auto_chain`] makes the last `*filter` section hold
+//!   autoblock's chain (declaration, `-A INPUT -j CHAIN` as the first
+//!   `INPUT` rule, the rules as [`render_rule`] prints them) and changes no
+//!   other line.
+//! - [`Mirror`] locks, reads and parses the file before the kernel is
+//!   changed, and writes the new version atomically afterwards.
+//!
+//! This crate never talks to the kernel and never runs iptables; it only
+//! reads and writes files.
+//!
+//! ```
+//! use autoblock_sysconfig::{AutoRule, AutoTarget, Family, RulesetFile};
+//!
+//! let mut file: RulesetFile = "\
+//! *filter
+//! :INPUT ACCEPT [0:0]
+//! :FORWARD ACCEPT [0:0]
+//! :OUTPUT ACCEPT [0:0]
+//! -A INPUT -p tcp -m tcp --dport 22 -j ACCEPT
+//! COMMIT
+//! ".parse()?;
+//! let rules = [AutoRule {
+//!     source: "2001:db8::/48".into(),
+//!     comment: None,
+//!     target: AutoTarget::Reject,
+//! }];
+//! file.set_auto_chain("INPUT-AUTO", Family::V6, &rules)?;
+//! assert_eq!(file.to_string(), "\
+//! *filter
+//! :INPUT ACCEPT [0:0]
+//! :FORWARD ACCEPT [0:0]
+//! :OUTPUT ACCEPT [0:0]
+//! :INPUT-AUTO - [0:0]
+//! -A INPUT -j INPUT-AUTO
+//! -A INPUT -p tcp -m tcp --dport 22 -j ACCEPT
+//! -A INPUT-AUTO -s 2001:db8::/48 -j REJECT --reject-with icmp6-port-unreachable
+//! COMMIT
+//! ");
+//! assert_eq!(file.auto_rules("INPUT-AUTO", Family::V6)?, rules);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod addr;
+mod auto;
+mod error;
+mod lex;
+mod mirror;
+mod model;
+
+pub use auto::{
+    check_auto_chain, render_rule, AutoRule, AutoTarget, Family, MAX_COMMENT_LEN,
+    MAX_LOG_PREFIX_LEN,
+};
+pub use error::{ChainNameProblem, ModelError, ParseError, ParseErrorKind};
+pub use lex::{save_string, Counters, LineEnding};
+pub use mirror::{Mirror, MirrorError, Outcome, Prepared, LOCK_FILE};
+pub use model::{Line, LineKind, RulesetFile, MAX_CHAIN_NAME};

@@ -1,0 +1,385 @@
+//! The mirror: keeps autoblock's chain in `/etc/sysconfig/iptables` and
+//! `/etc/sysconfig/ip6tables` (or any other directory) in step with the
+//! kernel, so that the `iptables` service restores it at boot.
+//!
+//! Protocol: [`Mirror::prepare`] takes an advisory lock, reads and parses the
+//! file BEFORE the caller changes the kernel (a malformed file stops
+//! everything); [`Prepared::commit`] writes the new version atomically
+//! (temp file in the same directory, write, fsync, owner / mode 0600 /
+//! SELinux label, rename, fsync of the directory) and releases the lock.
+//! It never talks to the kernel and never runs `iptables-restore`.
+
+use std::fs::{self, File, OpenOptions, Permissions};
+use std::io::{self, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use xattr::FileExt;
+
+use crate::auto::check_auto_chain;
+use crate::error::{ModelError, ParseError};
+use crate::{AutoRule, Family, RulesetFile};
+
+/// Name of the lock file in the mirrored directory.
+pub const LOCK_FILE: &str = ".autoblock.lock";
+
+/// Extended attribute holding the SELinux label.
+const SELINUX_XATTR: &str = "security.selinux";
+
+/// Linux `EOPNOTSUPP`: the file system does not support extended attributes.
+const EOPNOTSUPP: i32 = 95;
+
+/// Mode of the written files (what the `iptables-services` package ships).
+const MODE: u32 = 0o600;
+
+/// An error of the mirror. Every variant names the file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MirrorError {
+    /// An I/O operation failed.
+    #[error("{path}: {action}: {source}", path = .path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// What was being done, e.g. "reading".
+        action: &'static str,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// The file is not a valid restore file; it is left alone.
+    #[error("{path}:{line}: {kind}", path = .path.display(), line = .source.line, kind = .source.kind)]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Line number, reason and text.
+        #[source]
+        source: Box<ParseError>,
+    },
+    /// The file uses CR LF line endings, which `iptables-restore` rejects.
+    #[error("{path}:{line}: line ends in CR LF; iptables-restore rejects carriage returns, so this file cannot be restored at boot (convert it to LF line endings)", path = .path.display())]
+    CrLf {
+        /// The file.
+        path: PathBuf,
+        /// First such line.
+        line: usize,
+    },
+    /// A rule cannot be written, or autoblock's chain holds a line autoblock
+    /// did not write.
+    #[error("{path}: {source}", path = .path.display())]
+    Model {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        #[source]
+        source: Box<ModelError>,
+    },
+    /// The chain name given to [`Mirror::new`] is unusable.
+    #[error("{0}")]
+    Chain(#[source] Box<ModelError>),
+    /// The file changed between [`Mirror::prepare`] and the commit (someone
+    /// wrote it without taking the lock); it is not overwritten.
+    #[error("{path}: changed since it was read (written by another program?); not overwritten", path = .path.display())]
+    Changed {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+fn io_err<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(io::Error) -> MirrorError + 'a {
+    move |source| MirrorError::Io {
+        path: path.to_owned(),
+        action,
+        source,
+    }
+}
+
+/// Keeps autoblock's chain in the `iptables` / `ip6tables` files of one
+/// directory.
+///
+/// ```
+/// use autoblock_sysconfig::{AutoRule, AutoTarget, Family, Mirror};
+///
+/// let dir = tempfile::tempdir()?;
+/// let mirror = Mirror::new(dir.path(), "INPUT-AUTO")?;
+///
+/// // 1. Lock, read and parse the file before touching the kernel.
+/// let prepared = mirror.prepare(Family::V4)?;
+/// assert!(prepared.rules()?.is_empty());
+/// // 2. ... change the kernel; on failure just drop `prepared` ...
+/// // 3. Write the new state of the chain.
+/// let rule = AutoRule {
+///     source: "192.0.2.9/32".into(),
+///     comment: Some("expires 2030-01-01T00:00:00Z".into()),
+///     target: AutoTarget::Drop,
+/// };
+/// prepared.commit(&[rule])?;
+///
+/// let text = std::fs::read_to_string(mirror.path(Family::V4))?;
+/// assert!(text.contains("-A INPUT -j INPUT-AUTO\n"));
+/// assert!(text.contains(
+///     "-A INPUT-AUTO -s 192.0.2.9/32 -m comment --comment \"expires 2030-01-01T00:00:00Z\" -j DROP\n"
+/// ));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Mirror {
+    dir: PathBuf,
+    chain: String,
+}
+
+impl Mirror {
+    /// A mirror of `chain` into the files in `dir` (normally
+    /// `/etc/sysconfig`). Fails if the chain name is unusable.
+    pub fn new(dir: impl Into<PathBuf>, chain: impl Into<String>) -> Result<Self, MirrorError> {
+        let chain = chain.into();
+        check_auto_chain(&chain).map_err(|e| MirrorError::Chain(Box::new(e)))?;
+        Ok(Mirror {
+            dir: dir.into(),
+            chain,
+        })
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The chain.
+    pub fn chain(&self) -> &str {
+        &self.chain
+    }
+
+    /// `dir/iptables` or `dir/ip6tables`.
+    pub fn path(&self, family: Family) -> PathBuf {
+        self.dir.join(family.file_name())
+    }
+
+    /// The lock file, `dir/.autoblock.lock`.
+    pub fn lock_path(&self) -> PathBuf {
+        self.dir.join(LOCK_FILE)
+    }
+
+    /// Takes the lock (waiting for another autoblock process to finish),
+    /// reads and parses the file, and checks that autoblock's chain holds
+    /// only rules autoblock writes. A missing file counts as empty: the
+    /// commit creates it with a minimal `*filter` section.
+    ///
+    /// Nothing is written here. On error the caller must not change the
+    /// kernel either.
+    pub fn prepare(&self, family: Family) -> Result<Prepared, MirrorError> {
+        let lock_path = self.lock_path();
+        let lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(MODE)
+            .open(&lock_path)
+            .map_err(io_err(&lock_path, "opening the lock file"))?;
+        lock.lock()
+            .map_err(io_err(&lock_path, "locking the lock file"))?;
+        remove_stale_temp_files(&self.dir);
+
+        let path = self.path(family);
+        let original = match fs::read(&path) {
+            Ok(bytes) => Some(bytes),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io_err(&path, "reading")(e)),
+        };
+        let file = match &original {
+            Some(bytes) => RulesetFile::parse(bytes).map_err(|source| MirrorError::Parse {
+                path: path.clone(),
+                source: Box::new(source),
+            })?,
+            None => RulesetFile::empty(),
+        };
+        if let Some(line) = file.crlf_line() {
+            return Err(MirrorError::CrLf { path, line });
+        }
+        file.auto_rules(&self.chain, family)
+            .map_err(|source| MirrorError::Model {
+                path: path.clone(),
+                source: Box::new(source),
+            })?;
+        Ok(Prepared {
+            _lock: lock,
+            dir: self.dir.clone(),
+            path,
+            chain: self.chain.clone(),
+            family,
+            original,
+            file,
+        })
+    }
+}
+
+/// What a commit did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A new version of the file was written.
+    Written,
+    /// The file already had exactly these bytes; nothing was written.
+    Unchanged,
+}
+
+/// A parsed file with the mirror's lock held (released on drop).
+#[derive(Debug)]
+pub struct Prepared {
+    /// Held only for its lock; closing it releases the lock.
+    _lock: File,
+    dir: PathBuf,
+    path: PathBuf,
+    chain: String,
+    family: Family,
+    /// The bytes read, `None` if the file did not exist.
+    original: Option<Vec<u8>>,
+    file: RulesetFile,
+}
+
+impl Prepared {
+    /// The file being mirrored.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The parsed file as read.
+    pub fn file(&self) -> &RulesetFile {
+        &self.file
+    }
+
+    /// Whether the file existed.
+    pub fn existed(&self) -> bool {
+        self.original.is_some()
+    }
+
+    /// autoblock's rules as the file has them now.
+    pub fn rules(&self) -> Result<Vec<AutoRule>, MirrorError> {
+        self.file
+            .auto_rules(&self.chain, self.family)
+            .map_err(|source| MirrorError::Model {
+                path: self.path.clone(),
+                source: Box::new(source),
+            })
+    }
+
+    /// Writes the file with autoblock's chain holding exactly `rules`
+    /// (see [`RulesetFile::set_auto_chain`]), then releases the lock.
+    pub fn commit(self, rules: &[AutoRule]) -> Result<Outcome, MirrorError> {
+        let mut file = self.file.clone();
+        file.set_auto_chain(&self.chain, self.family, rules)
+            .map_err(|source| MirrorError::Model {
+                path: self.path.clone(),
+                source: Box::new(source),
+            })?;
+        self.write(file)
+    }
+
+    /// Writes the file without autoblock's chain (see
+    /// [`RulesetFile::remove_auto_chain`]), then releases the lock. A
+    /// missing file stays missing.
+    pub fn commit_removal(self) -> Result<Outcome, MirrorError> {
+        if self.original.is_none() {
+            return Ok(Outcome::Unchanged);
+        }
+        let mut file = self.file.clone();
+        file.remove_auto_chain(&self.chain);
+        self.write(file)
+    }
+
+    fn write(self, file: RulesetFile) -> Result<Outcome, MirrorError> {
+        let bytes = file.to_bytes();
+        // The file may have been replaced by a program that does not take
+        // our lock (an admin's editor, `service iptables save`).
+        let now = match fs::read(&self.path) {
+            Ok(b) => Some(b),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io_err(&self.path, "re-reading")(e)),
+        };
+        if now != self.original {
+            return Err(MirrorError::Changed { path: self.path });
+        }
+        if self.original.as_deref() == Some(bytes.as_slice()) {
+            return Ok(Outcome::Unchanged);
+        }
+        atomic_write(&self.dir, &self.path, &bytes, self.family)?;
+        Ok(Outcome::Written)
+    }
+}
+
+/// Prefix of the temporary files, e.g. `.iptables.autoblock-XXXXXX`.
+fn temp_prefix(family: Family) -> String {
+    format!(".{}.autoblock-", family.file_name())
+}
+
+/// Removes temp files a killed autoblock left behind. Runs under the lock,
+/// so no live writer owns them. Failures are ignored: a leftover temp file
+/// is harmless.
+fn remove_stale_temp_files(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    let prefixes = [temp_prefix(Family::V4), temp_prefix(Family::V6)];
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if prefixes.iter().any(|p| name.starts_with(p.as_str())) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Temp file in `dir`, write, mode 0600, owner and SELinux label of the
+/// file being replaced, fsync, rename over `path`, fsync `dir`.
+fn atomic_write(dir: &Path, path: &Path, bytes: &[u8], family: Family) -> Result<(), MirrorError> {
+    let old_meta = match fs::metadata(path) {
+        Ok(m) => Some(m),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(io_err(path, "reading metadata")(e)),
+    };
+    let label = if old_meta.is_some() {
+        match xattr::get(path, SELINUX_XATTR) {
+            Ok(label) => label,
+            // A file system without extended attributes has no label to copy.
+            Err(e) if e.raw_os_error() == Some(EOPNOTSUPP) => None,
+            Err(e) => return Err(io_err(path, "reading the SELinux label")(e)),
+        }
+    } else {
+        None
+    };
+
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&temp_prefix(family))
+        .permissions(Permissions::from_mode(MODE))
+        .tempfile_in(dir)
+        .map_err(io_err(dir, "creating a temporary file"))?;
+    let tmp_path = tmp.path().to_owned();
+    let f = tmp.as_file_mut();
+    f.write_all(bytes).map_err(io_err(&tmp_path, "writing"))?;
+    // Explicitly, in case a umask or default ACL interfered.
+    f.set_permissions(Permissions::from_mode(MODE))
+        .map_err(io_err(&tmp_path, "setting mode 0600"))?;
+    if let Some(meta) = &old_meta {
+        let mine = f
+            .metadata()
+            .map_err(io_err(&tmp_path, "reading metadata"))?;
+        if (mine.uid(), mine.gid()) != (meta.uid(), meta.gid()) {
+            std::os::unix::fs::fchown(&*f, Some(meta.uid()), Some(meta.gid()))
+                .map_err(io_err(&tmp_path, "copying the owner"))?;
+        }
+    }
+    if let Some(label) = &label {
+        let current = f.get_xattr(SELINUX_XATTR).ok().flatten();
+        if current.as_deref() != Some(label.as_slice()) {
+            f.set_xattr(SELINUX_XATTR, label)
+                .map_err(io_err(&tmp_path, "copying the SELinux label"))?;
+        }
+    }
+    f.sync_all().map_err(io_err(&tmp_path, "fsync"))?;
+    tmp.persist(path)
+        .map_err(|e| io_err(path, "renaming the temporary file")(e.error))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir, "fsync of the directory"))?;
+    Ok(())
+}
