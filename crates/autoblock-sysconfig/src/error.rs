@@ -50,9 +50,27 @@ pub enum ParseErrorKind {
     /// Longer than the line buffer of `iptables-restore`.
     #[error("line is {len} bytes long; iptables-restore reads at most {max} bytes per line")]
     LineTooLong {
-        /// Length of the line without its line ending.
+        /// Length of the line as `iptables-restore` counts it (without the
+        /// `\n`, with the `\r` of a CR LF ending).
         len: usize,
         /// The limit.
+        max: usize,
+    },
+    /// A single word longer than the parameter buffer of `iptables-restore`.
+    #[error("a word of {len} bytes; iptables-restore accepts at most {max} bytes per word")]
+    WordTooLong {
+        /// Length of the word after unquoting.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// More words than `iptables-restore` can pass on.
+    #[error("{count} words; iptables-restore accepts at most {max} on a line")]
+    TooManyWords {
+        /// Number of words.
+        count: usize,
+        /// The limit (3 fewer with a `[p:b]` prefix, which restore turns into
+        /// `--set-counters P B`).
         max: usize,
     },
     /// Spaces or tabs only; `iptables-restore` fails with "no command specified".

@@ -18,9 +18,20 @@ use std::str::FromStr;
 use crate::error::{ChainNameProblem, ParseError, ParseErrorKind};
 use crate::lex::{self, Counters, LineEnding};
 
-/// `iptables-restore` reads lines with `fgets` into a 10240-byte buffer:
-/// a line (with its `\n`) of more than 10239 bytes is split in two.
-pub(crate) const MAX_LINE_WITH_ENDING: usize = 10239;
+/// `iptables-restore` reads lines with `fgets` into a 10240-byte buffer;
+/// a longer line is split in two (measured with iptables-nft 1.8.9: 10239
+/// bytes before the `\n` pass, 10240 fail).
+pub(crate) const MAX_LINE: usize = 10239;
+
+/// Longest word `iptables-restore` 1.8.9 takes ("Parameter too long!"
+/// from 1024 bytes on; measured).
+pub(crate) const MAX_WORD: usize = 1023;
+
+/// Most words on a rule line: `iptables-restore` 1.8.9 builds an argv of
+/// at most 254 entries, 3 of which are its own (`iptables -t TABLE`);
+/// measured: 251 words pass, 252 fail with "Parser cannot handle more
+/// arguments".
+pub(crate) const MAX_WORDS: usize = 251;
 
 /// Longest chain name: `XT_EXTENSION_MAXNAMELEN` (29) minus the NUL.
 pub const MAX_CHAIN_NAME: usize = 28;
@@ -367,12 +378,9 @@ impl Parser {
             return Err(ParseErrorKind::NulByte { column: pos + 1 });
         }
         // `iptables-restore` sees the `\r` of a CRLF line as part of the text.
-        let len = text.len() + ending.as_bytes().len();
-        if len > MAX_LINE_WITH_ENDING {
-            return Err(ParseErrorKind::LineTooLong {
-                len: text.len(),
-                max: MAX_LINE_WITH_ENDING - 1,
-            });
+        let len = text.len() + usize::from(ending == LineEnding::CrLf);
+        if len > MAX_LINE {
+            return Err(ParseErrorKind::LineTooLong { len, max: MAX_LINE });
         }
         match text.first() {
             None => return Ok(LineKind::Blank),
@@ -477,6 +485,23 @@ impl Parser {
         let Some(command) = words.first() else {
             return Err(ParseErrorKind::NoCommand);
         };
+        if let Some(long) = words.iter().find(|w| w.len() > MAX_WORD) {
+            return Err(ParseErrorKind::WordTooLong {
+                len: long.len(),
+                max: MAX_WORD,
+            });
+        }
+        let max = if counters.is_some() {
+            MAX_WORDS - 3
+        } else {
+            MAX_WORDS
+        };
+        if words.len() > max {
+            return Err(ParseErrorKind::TooManyWords {
+                count: words.len(),
+                max,
+            });
+        }
         if command.as_slice() == b"COMMIT" {
             return Err(ParseErrorKind::CommitNotAlone);
         }
