@@ -248,6 +248,34 @@ impl Batch {
         op
     }
 
+    /// Replaces the rule `handle` of `chain` in place (`NLM_F_REPLACE`): the new rule keeps
+    /// the handle and the position of the old one.
+    pub fn replace_rule(
+        &mut self,
+        family: Family,
+        table: &str,
+        chain: &str,
+        handle: u64,
+        exprs: &[Expr],
+        userdata: Option<&[u8]>,
+    ) -> OpId {
+        let op = self.op();
+        let mut w = self.msg(NFT_MSG_NEWRULE, NLM_F_REPLACE, family, op);
+        w.put_str(NFTA_RULE_TABLE, table);
+        w.put_str(NFTA_RULE_CHAIN, chain);
+        w.put_be64(NFTA_RULE_HANDLE, handle);
+        let list = w.nest_start(NFTA_RULE_EXPRESSIONS);
+        for e in exprs {
+            e.encode(&mut w);
+        }
+        w.nest_end(list);
+        if let Some(u) = userdata {
+            w.put(NFTA_RULE_USERDATA, u);
+        }
+        w.finish();
+        op
+    }
+
     /// Deletes the rule `handle` of `chain`. The chain name is mandatory: without it the
     /// kernel would delete every rule of every chain in the table (netlink-facts.md §6).
     /// `destroy` uses `DESTROYRULE` (kernel ≥ 6.3): no error when the rule is gone.

@@ -44,4 +44,4 @@ pub use conn::{CommitOptions, Committed, Conn, Dumped, Transport};
 pub use error::{CommitError, DecodeError, Error, KernelError, OpError};
 pub use expr::{CmpOp, Expr, PayloadBase, Verdict};
 pub use objects::{Chain, ElemRef, Family, Hook, Rule, Set, SetElem, Table};
-pub use socket::Socket;
+pub use socket::{local_addresses, Socket};
