@@ -104,6 +104,45 @@ pub struct AutoRule {
     pub target: AutoTarget,
 }
 
+impl AutoRule {
+    /// The rule as it reads back from a file after being written: the
+    /// source in canonical form (`192.0.2.9` becomes `192.0.2.9/32`,
+    /// `10.1.2.3/8` becomes `10.0.0.0/8`, a /0 prefix `0.0.0.0/0` or
+    /// `::/0`). Errors like [`render_rule`] for values that cannot be
+    /// stored.
+    ///
+    /// ```
+    /// use autoblock_sysconfig::{AutoRule, AutoTarget, Family};
+    ///
+    /// let rule = AutoRule { source: "2001:DB8::1/48".into(), comment: None, target: AutoTarget::Drop };
+    /// assert_eq!(rule.canonical(Family::V6)?.source, "2001:db8::/48");
+    /// # Ok::<(), autoblock_sysconfig::ModelError>(())
+    /// ```
+    pub fn canonical(&self, family: Family) -> Result<AutoRule, ModelError> {
+        // Validates comment and prefix as well.
+        rule_words("X", family, self)?;
+        let source = canonical_source(&self.source, family)
+            .map_err(|reason| ModelError::InvalidSource {
+                address: self.source.clone(),
+                family,
+                reason,
+            })?
+            .unwrap_or_else(|| any_source(family).to_owned());
+        Ok(AutoRule {
+            source,
+            ..self.clone()
+        })
+    }
+}
+
+/// The source of a rule without `-s`.
+fn any_source(family: Family) -> &'static str {
+    match family {
+        Family::V4 => "0.0.0.0/0",
+        Family::V6 => "::/0",
+    }
+}
+
 /// One word of a rendered rule and whether it goes through
 /// `xtables_save_string` quoting.
 type Word = (String, bool);
@@ -546,10 +585,7 @@ fn parse_auto_rule(words: &[Vec<u8>], family: Family) -> Option<AutoRule> {
     if !is(words.first()?, &["-A", "--append"]) {
         return None;
     }
-    let mut source = match family {
-        Family::V4 => "0.0.0.0/0".to_owned(),
-        Family::V6 => "::/0".to_owned(),
-    };
+    let mut source = any_source(family).to_owned();
     if w.next_if(|x| is(x, &["-s", "--source", "--src"])).is_some() {
         source = text(w.next()?)?;
     }
