@@ -22,6 +22,9 @@ use crate::entry::{self, Entry, IpFamily, Net};
 use crate::error::{Error, InputError};
 use crate::meta;
 
+/// The set layout's implementation of the operations below.
+mod set;
+
 /// The iptables table autoblock's chain lives in.
 pub const FILTER: &str = "filter";
 /// The iptables base chain that jumps to autoblock's chain.
@@ -362,7 +365,9 @@ impl<T: Transport> Controller<T> {
 
     /// Creates the structure (chains and the jump) without blocking anything.
     pub fn init(&mut self) -> Result<(), Error> {
-        self.require_chain_layout()?;
+        if self.cfg.layout == Layout::Set {
+            return self.set_init();
+        }
         for attempt in 0..self.cfg.max_retries {
             let (genid, states) = self.read()?;
             let mut b = Batch::new();
@@ -378,19 +383,12 @@ impl<T: Transport> Controller<T> {
         Err(Error::TooManyRetries(self.cfg.max_retries))
     }
 
-    fn require_chain_layout(&self) -> Result<(), Error> {
-        match self.cfg.layout {
-            Layout::Chain => Ok(()),
-            _ => Err(Error::Conflict(
-                "this operation is implemented for the chain layout only".into(),
-            )),
-        }
-    }
-
     /// Blocks `entries` (idempotent): missing rules are appended, rules whose comment or
     /// expiry changed are replaced in place, rules of another action are converted.
     pub fn block(&mut self, entries: &[Entry]) -> Result<Report, Error> {
-        self.require_chain_layout()?;
+        if self.cfg.layout == Layout::Set {
+            return self.set_block(entries);
+        }
         let mut entries = entries.to_vec();
         entry::dedup(&mut entries);
         self.validate(&entries)?;
@@ -530,7 +528,9 @@ impl<T: Transport> Controller<T> {
 
     /// Unblocks `nets` (idempotent): every rule of the chain for exactly that network goes.
     pub fn unblock(&mut self, nets: &[Net]) -> Result<Report, Error> {
-        self.require_chain_layout()?;
+        if self.cfg.layout == Layout::Set {
+            return self.set_unblock(nets);
+        }
         let entries: Vec<Entry> = nets.iter().map(|n| Entry::new(*n)).collect();
         let mut entries = entries;
         entry::dedup(&mut entries);
@@ -571,7 +571,9 @@ impl<T: Transport> Controller<T> {
     /// Makes the chain hold exactly `desired`: removes the rest and blocks what is missing,
     /// in one transaction.
     pub fn sync(&mut self, desired: &[Entry]) -> Result<Report, Error> {
-        self.require_chain_layout()?;
+        if self.cfg.layout == Layout::Set {
+            return self.set_sync(desired);
+        }
         let mut desired = desired.to_vec();
         entry::dedup(&mut desired);
         self.validate(&desired)?;
@@ -604,7 +606,9 @@ impl<T: Transport> Controller<T> {
 
     /// Lists the entries of the chain with their counters, in chain order.
     pub fn list(&mut self) -> Result<Vec<Listed>, Error> {
-        self.require_chain_layout()?;
+        if self.cfg.layout == Layout::Set {
+            return self.set_list();
+        }
         let (_, states) = self.read()?;
         let mut out: Vec<Listed> = Vec::new();
         let mut kinds: Vec<[bool; 3]> = Vec::new(); // log, drop, reject
@@ -652,7 +656,9 @@ impl<T: Transport> Controller<T> {
 
     /// Per-family status.
     pub fn status(&mut self) -> Result<Vec<FamilyStatus>, Error> {
-        self.require_chain_layout()?;
+        if self.cfg.layout == Layout::Set {
+            return self.set_status();
+        }
         let (_, states) = self.read()?;
         Ok(self
             .families()
@@ -678,7 +684,9 @@ impl<T: Transport> Controller<T> {
     /// Removes every entry, keeping the chain and the jump. Returns the number of rules
     /// removed.
     pub fn flush(&mut self) -> Result<usize, Error> {
-        self.require_chain_layout()?;
+        if self.cfg.layout == Layout::Set {
+            return self.set_flush();
+        }
         for _ in 0..self.cfg.max_retries {
             let (genid, states) = self.read()?;
             let mut b = Batch::new();
@@ -701,7 +709,9 @@ impl<T: Transport> Controller<T> {
     /// Removes everything autoblock created: the jumps and the chain (with its rules). The
     /// `filter` table and `INPUT` stay: they belong to iptables.
     pub fn remove(&mut self) -> Result<(), Error> {
-        self.require_chain_layout()?;
+        if self.cfg.layout == Layout::Set {
+            return self.set_remove();
+        }
         for _ in 0..self.cfg.max_retries {
             let (genid, states) = self.read()?;
             let mut b = Batch::new();
