@@ -31,7 +31,13 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
         .with_context(|| format!("{s:?} is not a duration (examples: 90s, 10m, 1h, 7d)"))
 }
 
-fn entry(net: Net, d: &Defaults, now: SystemTime, timeout: Option<Duration>, comment: Option<String>) -> Entry {
+fn entry(
+    net: Net,
+    d: &Defaults,
+    now: SystemTime,
+    timeout: Option<Duration>,
+    comment: Option<String>,
+) -> Entry {
     let mut e = Entry::new(net);
     e.comment = comment.or_else(|| d.comment.clone());
     if let Some(t) = timeout.or(d.timeout) {
@@ -52,7 +58,11 @@ pub fn from_args(args: &[String], d: &Defaults) -> Result<Vec<Entry>> {
 }
 
 /// Parses one line of a bulk file; `Ok(None)` for blank and comment lines.
-pub fn parse_line(line: &str, d: &Defaults, now: SystemTime) -> std::result::Result<Option<Entry>, String> {
+pub fn parse_line(
+    line: &str,
+    d: &Defaults,
+    now: SystemTime,
+) -> std::result::Result<Option<Entry>, String> {
     let t = line.trim();
     if t.is_empty() || t.starts_with('#') {
         return Ok(None);
@@ -75,12 +85,17 @@ pub fn parse_line(line: &str, d: &Defaults, now: SystemTime) -> std::result::Res
         };
         match word.strip_prefix("timeout=") {
             Some(v) => {
-                timeout = Some(humantime::parse_duration(v).map_err(|_| {
-                    format!("{v:?} is not a duration (examples: 90s, 10m, 1h, 7d)")
-                })?)
+                timeout =
+                    Some(humantime::parse_duration(v).map_err(|_| {
+                        format!("{v:?} is not a duration (examples: 90s, 10m, 1h, 7d)")
+                    })?)
             }
             None if word.starts_with('#') => break,
-            None => return Err(format!("unexpected {word:?} (expected timeout=DURATION or comment=TEXT)")),
+            None => {
+                return Err(format!(
+                    "unexpected {word:?} (expected timeout=DURATION or comment=TEXT)"
+                ))
+            }
         }
         rest = r;
     }
@@ -159,9 +174,17 @@ mod tests {
             .unwrap();
         assert_eq!(e.expires, Some(now + Duration::from_secs(3600)));
         assert_eq!(e.comment.as_deref(), Some("ssh brute force"));
-        assert!(parse_line("192.0.2.1/24", &d, now).unwrap_err().contains("192.0.2.0/24"));
-        assert!(parse_line("192.0.2.1 timeout=soon", &d, now).unwrap_err().contains("soon"));
-        assert!(parse_line("192.0.2.1 bogus", &d, now).unwrap_err().contains("bogus"));
-        assert!(parse_line("192.0.2.1 # trailing", &d, now).unwrap().is_some());
+        assert!(parse_line("192.0.2.1/24", &d, now)
+            .unwrap_err()
+            .contains("192.0.2.0/24"));
+        assert!(parse_line("192.0.2.1 timeout=soon", &d, now)
+            .unwrap_err()
+            .contains("soon"));
+        assert!(parse_line("192.0.2.1 bogus", &d, now)
+            .unwrap_err()
+            .contains("bogus"));
+        assert!(parse_line("192.0.2.1 # trailing", &d, now)
+            .unwrap()
+            .is_some());
     }
 }

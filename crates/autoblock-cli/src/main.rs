@@ -166,7 +166,8 @@ fn main() -> ExitCode {
             eprintln!("autoblock: {e:#}");
             let input = e.downcast_ref::<BadInput>().is_some()
                 || e.downcast_ref::<autoblock::InputError>().is_some()
-                || e.downcast_ref::<autoblock::Error>().is_some_and(|x| x.is_input());
+                || e.downcast_ref::<autoblock::Error>()
+                    .is_some_and(|x| x.is_input());
             ExitCode::from(if input { 2 } else { 1 })
         }
     }
@@ -314,7 +315,11 @@ fn run(cli: Cli) -> Result<()> {
                         })
                     })
                     .collect();
-                writeln!(out, "{}", serde_json::json!({ "layout": "chain", "families": v }))?;
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::json!({ "layout": "chain", "families": v })
+                )?;
             } else {
                 for s in st {
                     let fam = match s.family {
@@ -325,7 +330,11 @@ fn run(cli: Cli) -> Result<()> {
                         out,
                         "{fam}: chain {} jump {} entries {} packets {} bytes {}{}",
                         if s.chain_exists { "present" } else { "absent" },
-                        if s.jump_first { "first-in-INPUT" } else { "missing" },
+                        if s.jump_first {
+                            "first-in-INPUT"
+                        } else {
+                            "missing"
+                        },
                         s.entries,
                         s.packets,
                         s.bytes,

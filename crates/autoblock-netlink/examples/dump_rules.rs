@@ -16,7 +16,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rules = conn.list_rules(family, table, chain)?;
     println!("genid {}", rules.genid);
     for r in rules.items {
-        println!("{} handle {}: {:?} udata={:?}", r.chain, r.handle, r.exprs, r.userdata);
+        println!(
+            "{} handle {}: {:?} udata={:?}",
+            r.chain, r.handle, r.exprs, r.userdata
+        );
     }
     Ok(())
 }

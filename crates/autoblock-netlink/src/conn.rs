@@ -165,7 +165,9 @@ impl<T: Transport> Conn<T> {
                 Ok(Some(n)) => n,
                 Ok(None) => return Err(Error::Timeout(REPLY_TIMEOUT_MS)),
                 Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => return Err(Error::Truncated),
-                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => return Err(Error::RepliesLost),
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    return Err(Error::RepliesLost)
+                }
                 Err(e) => return Err(Error::io("recvmsg", e)),
             };
             let data = self.rx[..n].to_vec();
@@ -470,7 +472,12 @@ impl<T: Transport> Conn<T> {
         self.dump(
             NFT_MSG_GETSETELEM,
             family,
-            &|| format!("the element listing of set {} {table} {set}", family.nft_name()),
+            &|| {
+                format!(
+                    "the element listing of set {} {table} {set}",
+                    family.nft_name()
+                )
+            },
             &|w| {
                 w.put_str(NFTA_SET_ELEM_LIST_TABLE, table);
                 w.put_str(NFTA_SET_ELEM_LIST_SET, set);
@@ -550,18 +557,13 @@ impl<T: Transport> Conn<T> {
         }
         // Each failing message yields at most one error (~1 KiB of skb truesize); echoed
         // rules come back coalesced, roughly their own size.
-        let want = 256 * 1024
-            + batch.msgs.len() * 1024
-            + batch.echo_count() * 1024;
+        let want = 256 * 1024 + batch.msgs.len() * 1024 + batch.echo_count() * 1024;
         self.t.reserve_recv(want.min(1 << 30));
         self.drain_stale()?;
         match self.t.send(&[&batch.buf, end]) {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => {
-                return Err(CommitError::TooLarge {
-                    len: total,
-                    max: 0,
-                })
+                return Err(CommitError::TooLarge { len: total, max: 0 })
             }
             Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
                 return Err(CommitError::PermissionDenied)
@@ -622,14 +624,17 @@ impl<T: Transport> Conn<T> {
                         }
                         let idx = (rel as usize).saturating_sub(1);
                         let (op, element) = match batch.msgs.get(idx) {
-                            Some(info) => (
-                                info.op,
-                                e.offset.and_then(|off| batch.element_at(idx, off)),
-                            ),
+                            Some(info) => {
+                                (info.op, e.offset.and_then(|off| batch.element_at(idx, off)))
+                            }
                             // An error on BATCH_END: charge it to the last command.
                             None => (batch.msgs.last().map(|x| x.op).unwrap_or(OpId(0)), None),
                         };
-                        errors.push(OpError { op, element, error: e });
+                        errors.push(OpError {
+                            op,
+                            element,
+                            error: e,
+                        });
                     }
                     (_, Some(NFT_MSG_NEWRULE)) if rel != 0 => {
                         let idx = (rel as usize).saturating_sub(1);

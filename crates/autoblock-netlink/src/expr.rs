@@ -454,7 +454,10 @@ impl Expr {
                     Some(_) => return Err(DecodeError::new("log group")),
                     None => None,
                 },
-                prefix: find(NFTA_LOG_PREFIX)?.map(|a| a.str()).transpose()?.map(str::to_owned),
+                prefix: find(NFTA_LOG_PREFIX)?
+                    .map(|a| a.str())
+                    .transpose()?
+                    .map(str::to_owned),
                 level: be32(NFTA_LOG_LEVEL)?,
             },
             "reject" => Expr::Reject {

@@ -7,8 +7,8 @@
 use std::collections::VecDeque;
 use std::io;
 
-use crate::consts::*;
 use crate::conn::Transport;
+use crate::consts::*;
 use crate::wire::{Messages, MsgWriter};
 
 /// Produces the reply datagrams for one sent datagram.

@@ -27,7 +27,6 @@
 
 #![deny(missing_docs)]
 
-
 pub mod batch;
 pub mod conn;
 pub mod consts;

@@ -470,10 +470,7 @@ pub struct SetElem {
 
 impl SetElem {
     /// Decodes every element of a `NEWSETELEM` message, calling `f` for each.
-    pub fn decode_all(
-        msg: &NlMsg<'_>,
-        mut f: impl FnMut(SetElem),
-    ) -> Result<(), DecodeError> {
+    pub fn decode_all(msg: &NlMsg<'_>, mut f: impl FnMut(SetElem)) -> Result<(), DecodeError> {
         for a in msg.attrs() {
             let a = a?;
             if a.ty != NFTA_SET_ELEM_LIST_ELEMENTS {

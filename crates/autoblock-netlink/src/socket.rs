@@ -8,8 +8,8 @@ use std::io;
 use std::mem;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
-use crate::consts::*;
 use crate::conn::Transport;
+use crate::consts::*;
 use crate::error::Error;
 
 /// A bound `NETLINK_NETFILTER` socket with extended acks and capped acks enabled.
@@ -296,7 +296,9 @@ pub fn local_addresses() -> io::Result<Vec<std::net::IpAddr>> {
             if family == libc::AF_INET {
                 // SAFETY: family AF_INET guarantees a sockaddr_in.
                 let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
-                out.push(IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr))));
+                out.push(IpAddr::V4(Ipv4Addr::from(u32::from_be(
+                    sin.sin_addr.s_addr,
+                ))));
             } else if family == libc::AF_INET6 {
                 // SAFETY: family AF_INET6 guarantees a sockaddr_in6.
                 let sin6 = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in6) };

@@ -115,7 +115,8 @@ impl<'a> MsgWriter<'a> {
     pub fn nest_start(&mut self, ty: u16) -> Nest {
         let at = self.buf.len();
         self.buf.extend_from_slice(&0u16.to_ne_bytes());
-        self.buf.extend_from_slice(&(ty | NLA_F_NESTED).to_ne_bytes());
+        self.buf
+            .extend_from_slice(&(ty | NLA_F_NESTED).to_ne_bytes());
         Nest(at)
     }
 

@@ -124,7 +124,10 @@ fn the_appendix_rule_decodes_to_the_iptables_shape() {
     let mut expected = appendix_rule();
     expected.handle = 0;
     assert_eq!(rule, expected);
-    assert_eq!(udata::parse_comment(rule.userdata.as_deref().unwrap()), Some("auto"));
+    assert_eq!(
+        udata::parse_comment(rule.userdata.as_deref().unwrap()),
+        Some("auto")
+    );
     assert_eq!(rule.counter(), Some((0, 0)));
 }
 
@@ -212,7 +215,10 @@ fn every_expression_round_trips() {
 fn log_info_round_trips_and_truncates_to_29_bytes() {
     let info = expr::xt_log_info(4, "autoblock: ");
     assert_eq!(info.len(), 32);
-    assert_eq!(expr::parse_xt_log_info(&info), Some((4, "autoblock: ".into())));
+    assert_eq!(
+        expr::parse_xt_log_info(&info),
+        Some((4, "autoblock: ".into()))
+    );
     let long = "p".repeat(40);
     let (_, p) = expr::parse_xt_log_info(&expr::xt_log_info(4, &long)).unwrap();
     assert_eq!(p.len(), 29);

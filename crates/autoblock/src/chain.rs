@@ -149,7 +149,10 @@ pub fn jump_exprs(chain: &str) -> Vec<Expr> {
 
 /// Whether a rule of `INPUT` is exactly autoblock's jump to `chain`.
 pub fn is_jump(rule: &Rule, chain: &str) -> bool {
-    let mut rest = rule.exprs.iter().filter(|e| !matches!(e, Expr::Counter { .. }));
+    let mut rest = rule
+        .exprs
+        .iter()
+        .filter(|e| !matches!(e, Expr::Counter { .. }));
     matches!(rest.next(), Some(Expr::Immediate(Verdict::Jump(c))) if c == chain)
         && rest.next().is_none()
 }
@@ -195,7 +198,13 @@ pub fn parse_rule(rule: &Rule) -> Option<ParsedRule> {
         _ => return None,
     };
     let mut mask: Option<Vec<u8>> = None;
-    if let Some(Expr::Bitwise { mask: m, xor, len: blen, .. }) = it.peek() {
+    if let Some(Expr::Bitwise {
+        mask: m,
+        xor,
+        len: blen,
+        ..
+    }) = it.peek()
+    {
         if *blen as usize != len || xor.iter().any(|&b| b != 0) {
             return None;
         }
@@ -300,8 +309,16 @@ mod tests {
     #[test]
     fn every_shape_round_trips() {
         for n in [
-            "10.99.0.2", "10.99.0.0/24", "10.99.0.0/20", "10.98.0.0/16", "10.0.0.0/8",
-            "10.0.0.0/7", "2001:db8::1", "2001:db8::/48", "2001:db8::/60", "2001:db8::/32",
+            "10.99.0.2",
+            "10.99.0.0/24",
+            "10.99.0.0/20",
+            "10.98.0.0/16",
+            "10.0.0.0/8",
+            "10.0.0.0/7",
+            "2001:db8::1",
+            "2001:db8::/48",
+            "2001:db8::/60",
+            "2001:db8::/32",
             "2001:db8:0:0:8000::/65",
         ] {
             round(n, RuleKind::Drop);
@@ -319,7 +336,14 @@ mod tests {
     fn byte_aligned_prefixes_use_a_short_payload_and_others_a_mask() {
         let e = source_match(&"10.99.0.0/16".parse().unwrap());
         assert_eq!(e.len(), 2);
-        assert!(matches!(e[0], Expr::Payload { len: 2, offset: 12, .. }));
+        assert!(matches!(
+            e[0],
+            Expr::Payload {
+                len: 2,
+                offset: 12,
+                ..
+            }
+        ));
         let e = source_match(&"10.99.0.0/20".parse().unwrap());
         assert_eq!(
             e[1],
@@ -332,7 +356,14 @@ mod tests {
             }
         );
         let e = source_match(&"2001:db8::/60".parse().unwrap());
-        assert!(matches!(e[0], Expr::Payload { len: 16, offset: 8, .. }));
+        assert!(matches!(
+            e[0],
+            Expr::Payload {
+                len: 16,
+                offset: 8,
+                ..
+            }
+        ));
     }
 
     #[test]

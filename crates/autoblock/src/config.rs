@@ -142,8 +142,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), InputError> {
         let name_ok = |s: &str| {
             !s.is_empty()
-                && s
-                    .bytes()
+                && s.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
         };
         if !name_ok(&self.chain) || self.chain.len() > 28 {

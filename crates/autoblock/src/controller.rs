@@ -10,8 +10,8 @@ use std::collections::HashMap;
 use std::time::SystemTime;
 
 use autoblock_netlink::{
-    self as nl, udata, Batch, Chain, CommitError, CommitOptions, Conn, Hook, OpId,
-    RulePos, Socket, Table, Transport,
+    self as nl, udata, Batch, Chain, CommitError, CommitOptions, Conn, Hook, OpId, RulePos, Socket,
+    Table, Transport,
 };
 use tracing::{debug, info_span};
 
@@ -136,7 +136,11 @@ impl Controller<Socket> {
 
 impl<T: Transport> Controller<T> {
     /// A controller over an existing connection (tests use a fake transport).
-    pub fn with_conn(mut conn: Conn<T>, cfg: Config, host: &[std::net::IpAddr]) -> Result<Self, Error> {
+    pub fn with_conn(
+        mut conn: Conn<T>,
+        cfg: Config,
+        host: &[std::net::IpAddr],
+    ) -> Result<Self, Error> {
         cfg.validate()?;
         let destroy = match cfg.use_destroy {
             Some(d) => d,
@@ -247,9 +251,9 @@ impl<T: Transport> Controller<T> {
             let b = self.read_family(IpFamily::V6);
             match (a, b) {
                 (Ok((g4, s4)), Ok((g6, s6))) if g4 == g6 => return Ok((g4, [s4, s6])),
-                (Ok(_), Ok(_)) | (Err(Error::TooManyRetries(0)), _) | (_, Err(Error::TooManyRetries(0))) => {
-                    continue
-                }
+                (Ok(_), Ok(_))
+                | (Err(Error::TooManyRetries(0)), _)
+                | (_, Err(Error::TooManyRetries(0))) => continue,
                 (Err(e), _) | (_, Err(e)) => return Err(e),
             }
         }
@@ -300,7 +304,11 @@ impl<T: Transport> Controller<T> {
                 RulePos::Head,
                 false,
             );
-            push(op, Label::Structure("the jump at the head of INPUT"), labels);
+            push(
+                op,
+                Label::Structure("the jump at the head of INPUT"),
+                labels,
+            );
         } else {
             for h in st.jumps.iter().skip(1) {
                 let op = b.del_rule(fam, FILTER, INPUT, *h, self.destroy);
@@ -553,7 +561,13 @@ impl<T: Transport> Controller<T> {
                 match index[fi].get(&e.net) {
                     Some(handles) => {
                         for h in handles {
-                            b.del_rule(nf_family(e.net.family()), FILTER, &self.cfg.chain, *h, self.destroy);
+                            b.del_rule(
+                                nf_family(e.net.family()),
+                                FILTER,
+                                &self.cfg.chain,
+                                *h,
+                                self.destroy,
+                            );
                             labels.push(Label::Entry(ei));
                         }
                         report.changed.push(e.net);
@@ -741,7 +755,6 @@ fn fam_idx(f: IpFamily) -> usize {
         IpFamily::V6 => 1,
     }
 }
-
 
 fn comments_of(entries: &[Entry]) -> Result<Vec<Option<String>>, Error> {
     entries

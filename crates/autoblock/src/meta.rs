@@ -14,7 +14,10 @@ use crate::error::InputError;
 const EXPIRES: &str = "expires=";
 
 /// Builds the comment text for an entry, or `None` when there is nothing to say.
-pub fn encode(expires: Option<SystemTime>, text: Option<&str>) -> Result<Option<String>, InputError> {
+pub fn encode(
+    expires: Option<SystemTime>,
+    text: Option<&str>,
+) -> Result<Option<String>, InputError> {
     let text = text.filter(|t| !t.is_empty());
     let s = match (expires, text) {
         (None, None) => return Ok(None),
@@ -52,7 +55,10 @@ pub fn decode(comment: &str) -> (Option<SystemTime>, Option<String>) {
 
 /// `YYYY-MM-DDTHH:MM:SSZ`, whole seconds.
 pub fn rfc3339(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs();
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs();
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string()
 }
 
