@@ -400,7 +400,10 @@ impl RulesetFile {
     /// - the declaration `:CHAIN - [0:0]` (an existing one is kept as it
     ///   is, unless it comes after the first `-A INPUT` line);
     /// - the jump `-A INPUT -j CHAIN` as the first `-A INPUT` line (an
-    ///   existing jump line is reused with its counters; duplicates go);
+    ///   existing jump line is reused with its counters; duplicates go).
+    ///   In a hand-written file with `-I INPUT` lines, which restore puts
+    ///   at the head of INPUT, the jump is `-I INPUT -j CHAIN` after the
+    ///   last of them instead, so that it still ends up first;
     /// - the rules where the chain's rules were, else before `COMMIT`.
     ///   Lines of rules that stay are reused byte for byte (counters kept).
     ///
@@ -502,12 +505,23 @@ fn edit_section(
         .iter()
         .rposition(|l| matches!(l.kind(), LineKind::Chain { .. }))
         .map_or(1, |i| i + 1);
+    // `-I INPUT` lines (hand-written files) insert at the head of INPUT
+    // when restored, in file order, so an `-A` jump would not be first:
+    // then the jump is itself an `-I INPUT` line after the last of them.
+    let last_insert = rest.iter().rposition(|l| {
+        matches!(l.kind(), LineKind::Rule { chain, words, .. }
+            if chain == "INPUT" && is(&words[0], &["-I", "--insert"]))
+    });
     let limit = first_input.unwrap_or(usize::MAX);
     let decl_at = match &decl {
         Some((at, _)) if *at <= limit => *at,
         _ => decl_block_end.min(limit),
     };
-    let jump_at = first_input.unwrap_or(decl_block_end.max(decl_at));
+    let jump_at = match (last_insert, first_input) {
+        (Some(i), _) => i + 1,
+        (None, Some(i)) => i,
+        (None, None) => decl_block_end.max(decl_at),
+    };
     let commit_at = rest.len().saturating_sub(1);
     let rules_at = rules_at.map_or(commit_at, |at| at.max(decl_at));
 
@@ -522,20 +536,28 @@ fn edit_section(
             },
         )
     });
-    let jump_line = jump.unwrap_or_else(|| {
-        new_line(
-            format!("-A INPUT -j {chain}"),
-            ending,
-            LineKind::Rule {
-                chain: "INPUT".into(),
-                counters: None,
-                words: ["-A", "INPUT", "-j", chain]
-                    .iter()
-                    .map(|w| w.as_bytes().to_vec())
-                    .collect(),
-            },
-        )
-    });
+    let command = if last_insert.is_some() { "-I" } else { "-A" };
+    let jump_line = jump
+        .filter(|l| match l.kind() {
+            LineKind::Rule { words, .. } => {
+                is(&words[0], &["-I", "--insert"]) == last_insert.is_some()
+            }
+            _ => false,
+        })
+        .unwrap_or_else(|| {
+            new_line(
+                format!("{command} INPUT -j {chain}"),
+                ending,
+                LineKind::Rule {
+                    chain: "INPUT".into(),
+                    counters: None,
+                    words: [command, "INPUT", "-j", chain]
+                        .iter()
+                        .map(|w| w.as_bytes().to_vec())
+                        .collect(),
+                },
+            )
+        });
     let rule_lines: Vec<Line> = rules
         .iter()
         .map(|words| {

@@ -177,6 +177,26 @@ fn jump_is_moved_to_the_front_and_duplicates_go() {
 }
 
 #[test]
+fn jump_follows_insert_lines_of_hand_written_files() {
+    // `-I INPUT` puts a rule at the head of INPUT when restored, so an
+    // `-A` jump would end up behind it; the jump becomes the last `-I`.
+    let text = "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -i lo -j ACCEPT\n\
+                -I INPUT -s 203.0.113.7 -j DROP\n-A INPUT -j REJECT\nCOMMIT\n";
+    let out = set(text, Family::V4, &[drop_rule("192.0.2.5", None)]);
+    assert_eq!(
+        out,
+        "*filter\n:INPUT ACCEPT [0:0]\n:INPUT-AUTO - [0:0]\n-A INPUT -i lo -j ACCEPT\n\
+         -I INPUT -s 203.0.113.7 -j DROP\n-I INPUT -j INPUT-AUTO\n-A INPUT -j REJECT\n\
+         -A INPUT-AUTO -s 192.0.2.5/32 -j DROP\nCOMMIT\n"
+    );
+    // Stable on the next write, and back to the original on removal.
+    assert_eq!(set(&out, Family::V4, &[drop_rule("192.0.2.5", None)]), out);
+    let mut file: RulesetFile = out.parse().unwrap();
+    file.remove_auto_chain(CHAIN);
+    assert_eq!(file.to_string(), text);
+}
+
+#[test]
 fn late_declaration_moves_before_the_jump() {
     // The declaration must precede `-A INPUT -j INPUT-AUTO`, or
     // iptables-restore fails with "Chain 'INPUT-AUTO' does not exist".
