@@ -68,11 +68,13 @@ enum Item {
     Blank,
 }
 
+/// A built-in chain: declared?, policy DROP (else ACCEPT)?, counters.
+type Builtin = (bool, bool, Option<(u64, u64)>);
+
 #[derive(Debug, Clone)]
 struct Section {
     table: usize,
-    /// Per built-in chain: declared?, policy DROP?, counters.
-    builtins: Vec<(bool, bool, Option<(u64, u64)>)>,
+    builtins: Vec<Builtin>,
     users: Vec<usize>,
     items: Vec<Item>,
 }
