@@ -181,7 +181,16 @@ impl Mirror {
             .map_err(io_err(&lock_path, "locking the lock file"))?;
         remove_stale_temp_files(&self.dir);
 
-        let path = self.path(family);
+        // An admin's symlink stays a symlink: the file it points to is
+        // what gets replaced (temp file next to it, rename over it).
+        let path = resolve_symlink(self.path(family))?;
+        let dir = match path.parent() {
+            Some(parent) if parent != self.dir => {
+                remove_stale_temp_files(parent);
+                parent.to_owned()
+            }
+            _ => self.dir.clone(),
+        };
         let original = match fs::read(&path) {
             Ok(bytes) => Some(bytes),
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
@@ -204,7 +213,7 @@ impl Mirror {
             })?;
         Ok(Prepared {
             _lock: lock,
-            dir: self.dir.clone(),
+            dir,
             path,
             chain: self.chain.clone(),
             family,
@@ -305,6 +314,31 @@ impl Prepared {
         atomic_write(&self.dir, &self.path, &bytes, self.family)?;
         Ok(Outcome::Written)
     }
+}
+
+/// Follows `path` if it is a symbolic link (to any depth); a dangling link
+/// resolves to its target path, so the file is created there.
+fn resolve_symlink(path: PathBuf) -> Result<PathBuf, MirrorError> {
+    let mut path = path;
+    for _ in 0..40 {
+        match fs::symlink_metadata(&path) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                let target = fs::read_link(&path).map_err(io_err(&path, "reading the symlink"))?;
+                path = match path.parent() {
+                    Some(parent) => parent.join(target),
+                    None => target,
+                };
+            }
+            Ok(_) => return Ok(path),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(path),
+            Err(e) => return Err(io_err(&path, "reading metadata")(e)),
+        }
+    }
+    Err(MirrorError::Io {
+        source: io::Error::other("too many levels of symbolic links"),
+        action: "following symlinks",
+        path,
+    })
 }
 
 /// Prefix of the temporary files, e.g. `.iptables.autoblock-XXXXXX`.

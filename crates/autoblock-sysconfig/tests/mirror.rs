@@ -216,6 +216,26 @@ fn owner_and_selinux_label_are_copied() {
 }
 
 #[test]
+fn symlinked_file_is_replaced_behind_the_link() {
+    let (dir, mirror) = setup(None);
+    let real_dir = dir.path().join("real");
+    fs::create_dir(&real_dir).unwrap();
+    let real = real_dir.join("iptables.rules");
+    fs::write(&real, data("rhel-default-v4.rules")).unwrap();
+    std::os::unix::fs::symlink("real/iptables.rules", mirror.path(Family::V4)).unwrap();
+    let prepared = mirror.prepare(Family::V4).unwrap();
+    assert_eq!(prepared.path(), real);
+    prepared.commit(&[rule("192.0.2.1", "x")]).unwrap();
+    let link = fs::symlink_metadata(mirror.path(Family::V4)).unwrap();
+    assert!(link.file_type().is_symlink(), "the link is still a link");
+    assert!(fs::read_to_string(&real)
+        .unwrap()
+        .contains("-A INPUT-AUTO -s 192.0.2.1/32"));
+    let leftovers = fs::read_dir(&real_dir).unwrap().count();
+    assert_eq!(leftovers, 1, "no temp file left next to the target");
+}
+
+#[test]
 fn concurrent_writer_is_detected() {
     let (_dir, mirror) = setup(Some(&data("rhel-default-v4.rules")));
     let path = mirror.path(Family::V4);
