@@ -1,2 +1,63 @@
-//! xtask.
-fn main() {}
+//! `cargo xtask …`: the project's automation, as one small Rust binary
+//! (the `xtask` alias lives in `.cargo/config.toml`).
+//!
+//! This file owns argument dispatch and the usage text. Each subcommand
+//! lives in its own module and is a plain function taking the remaining
+//! arguments, so a new one (`bench set`, `fuzz`, `package`, `vagrant`, …) is
+//! one module plus one line in [`main`]. It deliberately uses no argument
+//! parsing library: the subcommands take few flags, and xtask is rebuilt on
+//! every fresh checkout.
+
+mod bench;
+mod demo;
+mod netns;
+mod test;
+mod util;
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+
+const USAGE: &str = "\
+usage: cargo xtask <command> [options]
+
+commands:
+  test [--no-vm] [--quick]   as root: install missing tools, then fmt, clippy,
+                             build and the whole test suite (CI runs this)
+  demo                       show autoblock's main job in throwaway network
+                             namespaces (nothing touches this machine's firewall)
+  bench chain [--count N]    autoblock vs iptables-restore vs nft -f: load N
+                             (100000) /32 DROP rules, unblock one
+  measure [--netns] -- CMD…  run CMD, print its wall time and peak RSS
+                             (--netns: inside a fresh network namespace)
+  help                       this text";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match dispatch(&args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(args: &[String]) -> Result<ExitCode> {
+    let Some((command, rest)) = args.split_first() else {
+        println!("{USAGE}");
+        return Ok(ExitCode::from(2));
+    };
+    match command.as_str() {
+        "test" => test::run(rest),
+        "demo" => demo::run(rest),
+        "bench" => bench::run(rest),
+        "measure" => bench::measure_command(rest),
+        netns::WRAPPER => netns::wrapper_main(rest).map(|()| ExitCode::SUCCESS),
+        "help" | "-h" | "--help" => {
+            println!("{USAGE}");
+            Ok(ExitCode::SUCCESS)
+        }
+        other => bail!("unknown command `{other}`\n\n{USAGE}"),
+    }
+}

@@ -1,0 +1,237 @@
+//! `cargo xtask test`: the project's one test command (CI runs it).
+//!
+//! Stages: tool prerequisites, `cargo fmt --check`, `cargo clippy -D
+//! warnings`, `cargo build` of everything (which builds the `autoblock`
+//! binary the end-to-end tests run) and `cargo test --workspace`. Every
+//! stage runs even when an earlier one failed (except the tests after a
+//! failed build), so one run shows every problem; the summary lists each
+//! stage and the last line totals the tests as `tests: N passed, M failed`.
+//!
+//! It deliberately does not hide anything under CI: `--quick` is refused
+//! there, and the VM stage, which does not exist yet, is reported as such.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::util::{cargo, ensure_tools, is_ci, require_root, show_duration, Flags};
+
+#[derive(Debug)]
+enum Outcome {
+    Ok,
+    Failed(String),
+    Skipped(&'static str),
+}
+
+#[derive(Debug)]
+struct Stage {
+    name: &'static str,
+    outcome: Outcome,
+    took: Duration,
+}
+
+/// Totals from the `test result:` lines of `cargo test`.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Totals {
+    passed: u64,
+    failed: u64,
+    ignored: u64,
+}
+
+/// Runs `cargo xtask test [--no-vm] [--quick]`.
+pub fn run(args: &[String]) -> Result<ExitCode> {
+    let flags = Flags::parse(args, &["--no-vm", "--quick"], &[])?;
+    let quick = flags.has("--quick");
+    if quick && is_ci() {
+        bail!("--quick skips fmt and clippy, which CI never skips: run `cargo xtask test`");
+    }
+    require_root("cargo xtask test")?;
+
+    let mut stages = Vec::new();
+    let mut totals = Totals::default();
+    let mut timed = |name: &'static str, f: &mut dyn FnMut() -> Result<()>| {
+        let started = Instant::now();
+        println!("\n==> {name}");
+        let outcome = match f() {
+            Ok(()) => Outcome::Ok,
+            Err(e) => Outcome::Failed(format!("{e:#}")),
+        };
+        stages.push(Stage {
+            name,
+            outcome,
+            took: started.elapsed(),
+        });
+    };
+
+    timed("tools (nftables, iptables, strace, iproute2)", &mut || {
+        ensure_tools()
+    });
+    if quick {
+        for name in ["cargo fmt --all --check", "cargo clippy -D warnings"] {
+            println!("\n==> {name}: SKIPPED (--quick)");
+        }
+    } else {
+        timed("cargo fmt --all --check", &mut || {
+            status(cargo().args(["fmt", "--all", "--check"]))
+        });
+        timed("cargo clippy -D warnings", &mut || {
+            status(cargo().args([
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ]))
+        });
+    }
+    timed("cargo build --workspace --all-targets", &mut || {
+        status(cargo().args(["build", "--workspace", "--all-targets"]))
+    });
+    let built = matches!(stages.last(), Some(s) if matches!(s.outcome, Outcome::Ok));
+    if built {
+        let mut run_tests = || {
+            let (t, ok) = cargo_test()?;
+            totals = t;
+            if ok {
+                Ok(())
+            } else {
+                bail!("cargo test failed")
+            }
+        };
+        let started = Instant::now();
+        println!("\n==> cargo test --workspace");
+        let outcome = match run_tests() {
+            Ok(()) => Outcome::Ok,
+            Err(e) => Outcome::Failed(format!("{e:#}")),
+        };
+        stages.push(Stage {
+            name: "cargo test --workspace",
+            outcome,
+            took: started.elapsed(),
+        });
+    } else {
+        stages.push(Stage {
+            name: "cargo test --workspace",
+            outcome: Outcome::Skipped("the build failed"),
+            took: Duration::ZERO,
+        });
+    }
+    let vm_note = if flags.has("--no-vm") {
+        "--no-vm"
+    } else {
+        "no VM stage exists yet"
+    };
+    stages.push(Stage {
+        name: "VM (end-to-end suite in a guest)",
+        outcome: Outcome::Skipped(vm_note),
+        took: Duration::ZERO,
+    });
+
+    println!("\n==> summary");
+    if quick {
+        println!("  SKIPPED  cargo fmt, cargo clippy (--quick)");
+    }
+    let mut failed = false;
+    for stage in &stages {
+        match &stage.outcome {
+            Outcome::Ok => println!("  ok       {} ({})", stage.name, show_duration(stage.took)),
+            Outcome::Failed(why) => {
+                failed = true;
+                println!(
+                    "  FAILED   {} ({}): {why}",
+                    stage.name,
+                    show_duration(stage.took)
+                );
+            }
+            Outcome::Skipped(why) => println!("  SKIPPED  {}: {why}", stage.name),
+        }
+    }
+    if totals.ignored > 0 {
+        println!("  note: {} tests are #[ignore]d", totals.ignored);
+    }
+    println!("tests: {} passed, {} failed", totals.passed, totals.failed);
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Runs a command with inherited output; fails unless it succeeds.
+fn status(command: &mut Command) -> Result<()> {
+    let status = command.status().context("cannot start cargo")?;
+    if !status.success() {
+        bail!("exited with {status}");
+    }
+    Ok(())
+}
+
+/// Runs `cargo test --workspace`, echoing its stdout while totalling its
+/// `test result:` lines. Returns the totals and whether it succeeded.
+fn cargo_test() -> Result<(Totals, bool)> {
+    let mut child = cargo()
+        .args(["test", "--workspace"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("cannot start cargo test")?;
+    let stdout = child.stdout.take().context("cargo test stdout")?;
+    let mut totals = Totals::default();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.context("reading cargo test output")?;
+        println!("{line}");
+        add_result_line(&mut totals, &line);
+    }
+    let status = child.wait().context("waiting for cargo test")?;
+    Ok((totals, status.success()))
+}
+
+/// Adds the counts of one `test result: ok. 3 passed; 0 failed; 1 ignored;
+/// …` line (any other line is ignored).
+fn add_result_line(totals: &mut Totals, line: &str) {
+    let Some(rest) = line.trim().strip_prefix("test result: ") else {
+        return;
+    };
+    for part in rest.split(';') {
+        let words: Vec<&str> = part.split_whitespace().collect();
+        let (count, what) = match words.as_slice() {
+            [.., count, what] => (count.parse::<u64>(), *what),
+            _ => continue,
+        };
+        let Ok(count) = count else { continue };
+        match what {
+            "passed" => totals.passed += count,
+            "failed" => totals.failed += count,
+            "ignored" => totals.ignored += count,
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn result_lines_are_totalled() {
+        let mut totals = Totals::default();
+        for line in [
+            "test result: ok. 14 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.78s",
+            "running 3 tests",
+            "test result: FAILED. 2 passed; 1 failed; 2 ignored; 0 measured; 0 filtered out; finished in 0.01s",
+            "test something ... ok",
+        ] {
+            add_result_line(&mut totals, line);
+        }
+        assert_eq!(
+            totals,
+            Totals {
+                passed: 16,
+                failed: 1,
+                ignored: 2
+            }
+        );
+    }
+}
