@@ -669,6 +669,124 @@ impl<T: Transport> Conn<T> {
         Ok(committed)
     }
 
+    /// Reads one element of a set by key (non-dump `GETSETELEM`); `Ok(None)` if it is absent
+    /// (or expired). Costs one round trip, independent of the set's size, where a dump of a
+    /// large set costs the kernel O(n²) (netlink-facts.md §5.5).
+    pub fn get_element(
+        &mut self,
+        family: Family,
+        table: &str,
+        set: &str,
+        key: &[u8],
+    ) -> Result<Option<SetElem>, Error> {
+        let seq = self.next_seq(1);
+        let mut req = Vec::with_capacity(96);
+        let mut w = MsgWriter::begin(
+            &mut req,
+            (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETSETELEM,
+            NLM_F_REQUEST,
+            seq,
+            family.code(),
+            0,
+        );
+        w.put_str(NFTA_SET_ELEM_LIST_TABLE, table);
+        w.put_str(NFTA_SET_ELEM_LIST_SET, set);
+        let list = w.nest_start(NFTA_SET_ELEM_LIST_ELEMENTS);
+        crate::objects::ElemRef {
+            key,
+            ..Default::default()
+        }
+        .encode(&mut w);
+        w.nest_end(list);
+        w.finish();
+        let mut found = None;
+        let r = self.request(
+            &req,
+            seq,
+            &|| {
+                format!(
+                    "the element lookup in set {} {table} {set}",
+                    family.nft_name()
+                )
+            },
+            |m| {
+                if m.nft_type() == Some(NFT_MSG_NEWSETELEM) {
+                    SetElem::decode_all(m, |e| found = Some(e))?;
+                    return Ok(Flow::Done);
+                }
+                Ok(Flow::Continue)
+            },
+        );
+        match r {
+            Err(Error::Kernel { error, .. }) if error.errno == libc::ENOENT => Ok(None),
+            Err(e) => Err(e),
+            Ok(()) => Ok(found),
+        }
+    }
+
+    /// Whether re-adding an existing set element with `NFTA_SET_ELEM_EXPIRATION` resets its
+    /// expiry (Linux ≥ 6.12, "set element timeout update support"). Probed by behaviour, not
+    /// by version: a scratch table with one timed element is created, the element is
+    /// re-added with a longer expiration and read back, and the table is deleted again.
+    pub fn probe_element_refresh(&mut self) -> Result<bool, Error> {
+        let table = format!("autoblock-probe-{}", self.seq);
+        let key = [192u8, 0, 2, 1];
+        let mut set = Set::new(
+            Family::Inet,
+            table.as_str(),
+            "p",
+            crate::objects::TYPE_IPV4_ADDR,
+            4,
+        );
+        set.flags = NFT_SET_TIMEOUT;
+        let elem = |expiration| crate::objects::ElemRef {
+            key: &key,
+            timeout: Some(3_600_000),
+            expiration: Some(expiration),
+            ..Default::default()
+        };
+        let mut b = Batch::new();
+        b.add_table(&Table::new(Family::Inet, table.as_str()));
+        b.add_set(&set);
+        b.add_elements(
+            crate::batch::ElemOp::Add,
+            Family::Inet,
+            &table,
+            "p",
+            [elem(60_000)],
+        );
+        let result = match self.commit(&mut b, CommitOptions::default()) {
+            // A kernel that refuses EXPIRATION on insert cannot refresh either.
+            Err(CommitError::Rejected { .. }) => Ok(false),
+            Err(e) => Err(commit_to_error(e)),
+            Ok(_) => {
+                let mut again = Batch::new();
+                again.add_elements(
+                    crate::batch::ElemOp::Add,
+                    Family::Inet,
+                    &table,
+                    "p",
+                    [elem(3_600_000)],
+                );
+                match self.commit(&mut again, CommitOptions::default()) {
+                    Err(CommitError::Rejected { .. }) => Ok(false),
+                    Err(e) => Err(commit_to_error(e)),
+                    Ok(_) => self
+                        .get_element(Family::Inet, &table, "p", &key)
+                        .map(|e| e.and_then(|e| e.expiration).is_some_and(|x| x > 120_000)),
+                }
+            }
+        };
+        let mut cleanup = Batch::new();
+        cleanup.del_table(Family::Inet, &table, false);
+        // The table exists unless the first batch failed; ENOENT then is expected.
+        match self.commit(&mut cleanup, CommitOptions::default()) {
+            Ok(_) | Err(CommitError::Rejected { .. }) => {}
+            Err(e) => return Err(commit_to_error(e)),
+        }
+        result
+    }
+
     /// Whether the kernel knows the `DESTROY*` messages (Linux ≥ 6.3). The probe is a batch
     /// that can never commit (it deletes a table that does not exist), so it changes nothing.
     pub fn probe_destroy(&mut self) -> Result<bool, Error> {
@@ -686,6 +804,17 @@ impl<T: Transport> Conn<T> {
                 source: io::Error::other(other.to_string()),
             }),
         }
+    }
+}
+
+fn commit_to_error(e: CommitError) -> Error {
+    match e {
+        CommitError::PermissionDenied => Error::PermissionDenied,
+        CommitError::Io(e) => e,
+        other => Error::Io {
+            op: "probe",
+            source: io::Error::other(other.to_string()),
+        },
     }
 }
 

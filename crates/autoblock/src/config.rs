@@ -82,6 +82,63 @@ pub struct Config {
     pub max_retries: u32,
     /// Chain length past which the chain layout warns and suggests the set layout.
     pub warn_chain_len: usize,
+    /// Hook of the set layout's base chain.
+    pub set_hook: SetHook,
+    /// Priority of the set layout's base chain; `None` = the hook's default
+    /// ([`SetHook::default_priority`]).
+    pub set_priority: Option<i32>,
+    /// Hard limit of entries per set of the set layout. `None` (the default): sets grow
+    /// automatically and a full set never surfaces; `Some(n)`: each set holds at most `n`
+    /// entries and blocking more is an error naming the entry that did not fit.
+    pub max_entries: Option<u32>,
+    /// Refresh the timeout of an existing set element in place (`EXPIRATION`, kernels
+    /// ≥ 6.12): `None` = probe the kernel; `Some(false)` forces the delete-and-add fallback
+    /// older kernels need.
+    pub refresh_timeouts: Option<bool>,
+}
+
+/// Where the set layout's base chain hooks in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum SetHook {
+    /// `input`, by default just before iptables' `filter` (priority -1): drops only traffic
+    /// addressed to this host.
+    #[default]
+    Input,
+    /// `prerouting`, by default at raw priority (-300): drops before connection tracking,
+    /// so blocked sources cost no conntrack entry (forwarded traffic is dropped too).
+    Prerouting,
+}
+
+impl SetHook {
+    /// The chain's name in the set layout's table (`input` or `prerouting`).
+    pub fn chain_name(self) -> &'static str {
+        match self {
+            SetHook::Input => "input",
+            SetHook::Prerouting => "prerouting",
+        }
+    }
+
+    /// Default priority: -1 for `input` (before `filter`), -300 (`raw`) for `prerouting`.
+    pub fn default_priority(self) -> i32 {
+        match self {
+            SetHook::Input => -1,
+            SetHook::Prerouting => -300,
+        }
+    }
+
+    /// Parses `input` or `prerouting`.
+    pub fn parse(s: &str) -> Result<SetHook, InputError> {
+        match s {
+            "input" => Ok(SetHook::Input),
+            "prerouting" => Ok(SetHook::Prerouting),
+            _ => Err(InputError::BadConfig {
+                what: "hook",
+                value: s.to_owned(),
+                reason: "expected input or prerouting",
+            }),
+        }
+    }
 }
 
 impl Default for Config {
@@ -97,6 +154,10 @@ impl Default for Config {
             use_destroy: None,
             max_retries: 32,
             warn_chain_len: 5_000,
+            set_hook: SetHook::Input,
+            set_priority: None,
+            max_entries: None,
+            refresh_timeouts: None,
         }
     }
 }
@@ -138,6 +199,23 @@ impl Config {
         self
     }
 
+    /// Sets the hook (and optionally the priority) of the set layout's base chain.
+    pub fn set_hook(mut self, hook: SetHook, priority: Option<i32>) -> Self {
+        self.set_hook = hook;
+        self.set_priority = priority;
+        self
+    }
+    /// Sets a hard limit of entries per set (set layout).
+    pub fn max_entries(mut self, n: u32) -> Self {
+        self.max_entries = Some(n);
+        self
+    }
+    /// Forces (or forbids) in-place timeout refresh instead of probing.
+    pub fn refresh_timeouts(mut self, on: bool) -> Self {
+        self.refresh_timeouts = Some(on);
+        self
+    }
+
     /// Checks names and lengths.
     pub fn validate(&self) -> Result<(), InputError> {
         let name_ok = |s: &str| {
@@ -167,6 +245,13 @@ impl Config {
                 what: "table name",
                 value: self.table.clone(),
                 reason: "use 1 to 64 letters, digits, '-', '_' or '.'",
+            });
+        }
+        if self.max_entries == Some(0) {
+            return Err(InputError::BadConfig {
+                what: "max_entries",
+                value: "0".to_owned(),
+                reason: "a set must hold at least one entry",
             });
         }
         if self.log_prefix.len() > 29 || self.log_prefix.chars().any(char::is_control) {

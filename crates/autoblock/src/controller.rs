@@ -25,6 +25,8 @@ use crate::meta;
 /// The set layout's implementation of the operations below.
 mod set;
 
+pub use set::SetStatus;
+
 /// The iptables table autoblock's chain lives in.
 pub const FILTER: &str = "filter";
 /// The iptables base chain that jumps to autoblock's chain.
@@ -85,6 +87,8 @@ pub struct FamilyStatus {
     pub packets: u64,
     /// Bytes.
     pub bytes: u64,
+    /// Set layout: the family's sets (empty for the chain layout).
+    pub sets: Vec<SetStatus>,
 }
 
 /// What the controller found in one family.
@@ -115,6 +119,8 @@ pub struct Controller<T: Transport = Socket> {
     cfg: Config,
     allow: Allowlist,
     destroy: bool,
+    /// Whether set element timeouts can be refreshed in place; probed on first use.
+    refresh: Option<bool>,
 }
 
 impl Controller<Socket> {
@@ -152,6 +158,7 @@ impl<T: Transport> Controller<T> {
             cfg,
             allow,
             destroy,
+            refresh: None,
         })
     }
 
@@ -691,6 +698,7 @@ impl<T: Transport> Controller<T> {
                 foreign_rules: st.foreign.len(),
                 packets: st.rules.iter().map(|r| r.packets).sum(),
                 bytes: st.rules.iter().map(|r| r.bytes).sum(),
+                sets: Vec::new(),
             })
             .collect())
     }
