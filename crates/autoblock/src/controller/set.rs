@@ -181,6 +181,8 @@ enum Plan {
     Refresh,
     Replace,
     Keep,
+    /// Not blocked: its expiry time has passed.
+    Skip,
 }
 
 fn timeout_ms(expires: Option<SystemTime>, now: SystemTime) -> Option<Option<u64>> {
@@ -679,7 +681,7 @@ impl<T: Transport> Controller<T> {
                             "{} was not blocked: its expiry time has passed",
                             e.net
                         ));
-                        report.unchanged.push(e.net);
+                        plans[i] = Plan::Skip;
                         continue;
                     };
                     timeouts[i] = t;
@@ -744,7 +746,7 @@ impl<T: Transport> Controller<T> {
                 let mut w = b.elements(ElemOp::Add, Family::Inet, &table, &name);
                 for &i in idx {
                     let iu = i as usize;
-                    if plans[iu] == Plan::Keep {
+                    if matches!(plans[iu], Plan::Keep | Plan::Skip) {
                         continue;
                     }
                     let key = nets[iu].octets();
@@ -765,11 +767,7 @@ impl<T: Transport> Controller<T> {
                 match p {
                     Plan::Add => report.changed.push(nets[i]),
                     Plan::Refresh | Plan::Replace => report.updated.push(nets[i]),
-                    Plan::Keep => {
-                        if !report.unchanged.contains(&nets[i]) {
-                            report.unchanged.push(nets[i])
-                        }
-                    }
+                    Plan::Keep | Plan::Skip => report.unchanged.push(nets[i]),
                 }
             }
             if self.set_commit(&mut b, genid, &labels, &nets)? {
