@@ -343,7 +343,14 @@ impl RulesetFile {
         let ending = self.preferred_ending();
         if let Some(last) = self.lines.last_mut() {
             if last.ending() == LineEnding::None {
-                last.set_ending(ending);
+                // A last line ending in CR becomes a CR LF line once a LF
+                // follows; say so in the model, or it would read back
+                // differently from what it is.
+                if last.strip_trailing_cr() {
+                    last.set_ending(LineEnding::CrLf);
+                } else {
+                    last.set_ending(ending);
+                }
             }
         }
         let start = self.lines.len();

@@ -194,6 +194,16 @@ impl Line {
         self.ending = ending;
     }
 
+    /// Removes a final `\r` from the text; true if there was one.
+    pub(crate) fn strip_trailing_cr(&mut self) -> bool {
+        if self.text.last() == Some(&b'\r') {
+            self.text.pop();
+            true
+        } else {
+            false
+        }
+    }
+
     /// What the line is.
     pub fn kind(&self) -> &LineKind {
         &self.kind
@@ -284,21 +294,28 @@ impl RulesetFile {
             .collect()
     }
 
-    /// The first line (1-based) that ends in `\r\n`, if any.
-    /// `iptables-restore` 1.8.9 fails on such lines (`*filter\r` is an
-    /// invalid table name, `ACCEPT\r` an invalid target), so the mirror
-    /// refuses to maintain such a file.
+    /// The first line (1-based) other than a comment that ends in `\r\n`,
+    /// if any. `iptables-restore` 1.8.9 fails on such lines (`*filter\r`
+    /// is an invalid table name, `ACCEPT\r` an invalid target, an empty
+    /// `\r` line a bad argument; comments are skipped whole), so the
+    /// mirror refuses to maintain such a file.
     pub fn crlf_line(&self) -> Option<usize> {
         self.lines
             .iter()
-            .position(|l| l.ending == LineEnding::CrLf)
+            .position(|l| l.ending == LineEnding::CrLf && l.kind != LineKind::Comment)
             .map(|i| i + 1)
     }
 
-    /// The line ending new lines get: that of the first line, `\n` if the
-    /// file is empty or its first line has none.
+    /// The line ending new lines get: that of the first line that is not a
+    /// comment, `\n` if there is none or it has no ending. (Comments are
+    /// skipped: a CR LF comment is harmless, a CR LF rule is not.)
     pub(crate) fn preferred_ending(&self) -> LineEnding {
-        match self.lines.first().map(|l| l.ending) {
+        match self
+            .lines
+            .iter()
+            .find(|l| l.kind != LineKind::Comment)
+            .map(|l| l.ending)
+        {
             Some(LineEnding::CrLf) => LineEnding::CrLf,
             _ => LineEnding::Lf,
         }

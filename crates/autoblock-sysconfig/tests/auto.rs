@@ -154,6 +154,18 @@ fn file_without_filter_and_final_newline_gets_one_appended() {
 }
 
 #[test]
+fn last_line_ending_in_cr_reads_back_the_same() {
+    // Found by the `edit` fuzz target: "# x\r" without a newline becomes a
+    // CR LF comment line once a section is appended after it.
+    let text = "# x\r";
+    let out = set(text, Family::V4, &[]);
+    assert!(out.starts_with("# x\r\n*filter\n"), "{out:?}");
+    let file: RulesetFile = out.parse().unwrap();
+    assert_eq!(file.lines()[0].text(), b"# x");
+    assert_eq!(file.crlf_line(), None, "a CR LF comment restores fine");
+}
+
+#[test]
 fn crlf_file_gets_crlf_lines() {
     let original = data("crlf.rules");
     let out = set(&original, Family::V4, &[drop_rule("192.0.2.1", None)]);
