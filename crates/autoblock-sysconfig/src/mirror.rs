@@ -13,6 +13,7 @@ use std::fs::{self, File, OpenOptions, Permissions};
 use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use xattr::FileExt;
 
@@ -168,6 +169,21 @@ impl Mirror {
     /// Nothing is written here. On error the caller must not change the
     /// kernel either.
     pub fn prepare(&self, family: Family) -> Result<Prepared, MirrorError> {
+        let lock = self.lock()?;
+        self.prepare_locked(family, lock)
+    }
+
+    /// Like [`Mirror::prepare`] for several families under one lock (the lock is a
+    /// `flock` on one file: taking it twice from one process would wait forever).
+    pub fn prepare_all(&self, families: &[Family]) -> Result<Vec<Prepared>, MirrorError> {
+        let lock = self.lock()?;
+        families
+            .iter()
+            .map(|f| self.prepare_locked(*f, Arc::clone(&lock)))
+            .collect()
+    }
+
+    fn lock(&self) -> Result<Arc<File>, MirrorError> {
         let lock_path = self.lock_path();
         let lock = OpenOptions::new()
             .read(true)
@@ -179,6 +195,10 @@ impl Mirror {
             .map_err(io_err(&lock_path, "opening the lock file"))?;
         lock.lock()
             .map_err(io_err(&lock_path, "locking the lock file"))?;
+        Ok(Arc::new(lock))
+    }
+
+    fn prepare_locked(&self, family: Family, lock: Arc<File>) -> Result<Prepared, MirrorError> {
         remove_stale_temp_files(&self.dir);
 
         // An admin's symlink stays a symlink: the file it points to is
@@ -235,8 +255,8 @@ pub enum Outcome {
 /// A parsed file with the mirror's lock held (released on drop).
 #[derive(Debug)]
 pub struct Prepared {
-    /// Held only for its lock; closing it releases the lock.
-    _lock: File,
+    /// Held only for its lock; closing the last reference releases the lock.
+    _lock: Arc<File>,
     dir: PathBuf,
     path: PathBuf,
     chain: String,

@@ -407,17 +407,15 @@ impl Parser {
         if text.iter().all(|&b| lex::is_blank(b) || b == b'\r') {
             return Err(ParseErrorKind::WhitespaceOnly);
         }
-        let Some((table, _)) = &self.table else {
-            return Err(match text[0] {
+        let Some(table) = self.table.as_ref().map(|(t, _)| t.clone()) else {
+            let what = match text[0] {
                 b'*' => return self.table_line(text),
-                b':' => ParseErrorKind::OutsideTable {
-                    what: "chain declaration",
-                },
-                _ if text == b"COMMIT" => ParseErrorKind::OutsideTable { what: "COMMIT" },
-                _ => ParseErrorKind::OutsideTable { what: "rule" },
-            });
+                b':' => "chain declaration",
+                _ if text == b"COMMIT" => "COMMIT",
+                _ => "rule",
+            };
+            return Err(ParseErrorKind::OutsideTable { what });
         };
-        let table = table.clone();
         if text == b"COMMIT" {
             self.table = None;
             self.declared.clear();

@@ -358,3 +358,34 @@ fn unrelated_rules_survive_1000_block_unblock_cycles() {
     assert_eq!(fs::read(&path).unwrap(), original);
     eprintln!("1,000 mirrored cycles took {:?}", start.elapsed());
 }
+
+#[test]
+fn large_chain_commit_time() {
+    // 10,000 blocked addresses next to the RHEL default rules; then one
+    // more ban and one unban, as the controller would do.
+    let (_dir, mirror) = setup(Some(&data("rhel-default-v4.rules")));
+    let mut rules: Vec<AutoRule> = (0..10_000u32)
+        .map(|i| {
+            let [_, _, a, b] = i.to_be_bytes();
+            rule(&format!("203.0.{a}.{b}"), "expires 2030-01-01T00:00:00Z")
+        })
+        .collect();
+    let start = Instant::now();
+    mirror.prepare(Family::V4).unwrap().commit(&rules).unwrap();
+    let first = start.elapsed();
+    rules.push(rule("198.51.100.1", "one more"));
+    let start = Instant::now();
+    mirror.prepare(Family::V4).unwrap().commit(&rules).unwrap();
+    let add = start.elapsed();
+    rules.remove(5_000);
+    let start = Instant::now();
+    let prepared = mirror.prepare(Family::V4).unwrap();
+    assert_eq!(prepared.rules().unwrap().len(), 10_001);
+    prepared.commit(&rules).unwrap();
+    let remove = start.elapsed();
+    let text = fs::read_to_string(mirror.path(Family::V4)).unwrap();
+    assert_eq!(text.matches("-A INPUT-AUTO ").count(), 10_000);
+    eprintln!("10,000-rule chain: first write {first:?}, +1 rule {add:?}, -1 rule {remove:?}");
+    // Generous bound for a debug build on a loaded 2-core machine.
+    assert!(add.as_secs() < 10 && remove.as_secs() < 10);
+}
