@@ -17,6 +17,25 @@
 //! This crate never talks to the kernel and never runs iptables; it only
 //! reads and writes files.
 //!
+//! # How the grammar compares with `iptables-restore`
+//!
+//! Checked against iptables-nft 1.8.9 (see `tests/tool.rs`). The parser
+//! refuses everything `iptables-restore` refuses at the structural level
+//! (lines outside tables, missing `COMMIT`, unknown tables, rules for
+//! undeclared chains, chain names over 28 bytes or clashing with targets,
+//! bad policies, whitespace-only lines, NUL bytes, lines over 10,239
+//! bytes, words over 1,023 bytes, more than 251 words). It is stricter on
+//! a few inputs `iptables-restore` lets through without `-c`: malformed
+//! or negative counters, words after a table name or after chain
+//! counters, a policy on a user chain, an unterminated quote, `-L`/`-S`,
+//! NUL bytes in comments, chain names that are not UTF-8. It does not
+//! judge match and target options (`-m foo --bar`), which only the
+//! kernel's extensions can.
+//!
+//! CR LF line endings are kept (the file prints back identically) but
+//! `iptables-restore` rejects such lines, so [`Mirror`] refuses to
+//! maintain a file with one ([`RulesetFile::crlf_line`]).
+//!
 //! ```
 //! use autoblock_sysconfig::{AutoRule, AutoTarget, Family, RulesetFile};
 //!
