@@ -13,6 +13,7 @@ use autoblock::{Action, Config, Controller, Layout, Listed, Net};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod input;
+mod mirror;
 
 const EXIT_HELP: &str = "\
 Exit codes:
@@ -92,6 +93,8 @@ enum Command {
     Flush,
     /// Remove everything autoblock created.
     Remove,
+    /// Write the chain as the kernel holds it into the sysconfig files (chain layout).
+    Save,
     /// Show what is in place.
     Status {
         /// Machine-readable output.
@@ -239,11 +242,25 @@ fn entries_for(
 
 fn run(cli: Cli) -> Result<()> {
     let cfg = config(&cli.global)?;
+    let g = &cli.global;
+    let mirrored = matches!(g.layout, LayoutArg::Chain) && !g.no_mirror;
+    let guard = match cli.command {
+        Command::Init
+        | Command::Block(_)
+        | Command::Unblock(_)
+        | Command::Flush
+        | Command::Remove
+        | Command::Save => mirror::prepare(&g.sysconfig_dir, &g.chain, mirrored)?,
+        _ => None,
+    };
     let mut out = std::io::stdout().lock();
     match cli.command {
         Command::Init => {
             let mut ctl = Controller::open(cfg)?;
             ctl.init()?;
+            if let Some(gd) = guard {
+                gd.write(&mut ctl, false)?;
+            }
             writeln!(out, "autoblock: structure in place")?;
         }
         Command::Block(a) => {
@@ -255,6 +272,9 @@ fn run(cli: Cli) -> Result<()> {
             let entries = entries_for(&a.addrs, a.file.as_deref(), a.skip_invalid, &d)?;
             let mut ctl = Controller::open(cfg)?;
             let r = ctl.block(&entries)?;
+            if let Some(gd) = guard {
+                gd.write(&mut ctl, false)?;
+            }
             for w in &r.warnings {
                 eprintln!("autoblock: warning: {w}");
             }
@@ -275,6 +295,9 @@ fn run(cli: Cli) -> Result<()> {
             let nets: Vec<Net> = entries.iter().map(|e| e.net).collect();
             let mut ctl = Controller::open(cfg)?;
             let r = ctl.unblock(&nets)?;
+            if let Some(gd) = guard {
+                gd.write(&mut ctl, false)?;
+            }
             writeln!(
                 out,
                 "unblocked {}, {} were not blocked",
@@ -290,12 +313,33 @@ fn run(cli: Cli) -> Result<()> {
         Command::Flush => {
             let mut ctl = Controller::open(cfg)?;
             let n = ctl.flush()?;
+            if let Some(gd) = guard {
+                gd.write(&mut ctl, false)?;
+            }
             writeln!(out, "removed {n} rule(s); the chain and the jump stay")?;
         }
         Command::Remove => {
             let mut ctl = Controller::open(cfg)?;
             ctl.remove()?;
+            if let Some(gd) = guard {
+                gd.write(&mut ctl, true)?;
+            }
             writeln!(out, "removed autoblock's chain and jump")?;
+        }
+        Command::Save => {
+            let mut ctl = Controller::open(cfg)?;
+            match guard {
+                Some(gd) => {
+                    gd.write(&mut ctl, false)?;
+                    writeln!(out, "wrote the chain to {}/iptables and ip6tables", g.sysconfig_dir)?;
+                }
+                None => {
+                    return Err(BadInput(
+                        "save writes the chain layout's sysconfig files; it needs --layout chain and no --no-mirror".into(),
+                    )
+                    .into())
+                }
+            }
         }
         Command::Status { json } => {
             let mut ctl = Controller::open(cfg)?;

@@ -625,6 +625,17 @@ impl<T: Transport> Controller<T> {
         Err(Error::TooManyRetries(self.cfg.max_retries))
     }
 
+    /// The chain layout's rules in chain order, per family, as the kernel holds them now
+    /// (what the sysconfig mirror writes).
+    pub fn chain_rules(&mut self) -> Result<Vec<(IpFamily, ParsedRule)>, Error> {
+        let (_, states) = self.read()?;
+        let mut out = Vec::new();
+        for (f, st) in self.families().into_iter().zip(states) {
+            out.extend(st.rules.into_iter().map(|r| (f, r)));
+        }
+        Ok(out)
+    }
+
     /// Lists the entries of the chain with their counters, in chain order.
     pub fn list(&mut self) -> Result<Vec<Listed>, Error> {
         if self.cfg.layout == Layout::Set {
