@@ -356,13 +356,24 @@ fn run(cli: Cli) -> Result<()> {
                             "foreign_rules": s.foreign_rules,
                             "packets": s.packets,
                             "bytes": s.bytes,
+                            "sets": s.sets.iter().map(|x| serde_json::json!({
+                                "name": x.name,
+                                "prefix_len": x.prefix_len,
+                                "elements": x.elements,
+                                "size": x.size,
+                                "packets": x.packets,
+                                "bytes": x.bytes,
+                            })).collect::<Vec<_>>(),
                         })
                     })
                     .collect();
                 writeln!(
                     out,
                     "{}",
-                    serde_json::json!({ "layout": "chain", "families": v })
+                    serde_json::json!({
+                        "layout": match g.layout { LayoutArg::Chain => "chain", LayoutArg::Set => "set" },
+                        "families": v,
+                    })
                 )?;
             } else {
                 for s in st {
@@ -370,6 +381,31 @@ fn run(cli: Cli) -> Result<()> {
                         autoblock::IpFamily::V4 => "ipv4",
                         autoblock::IpFamily::V6 => "ipv6",
                     };
+                    if matches!(g.layout, LayoutArg::Set) {
+                        writeln!(
+                            out,
+                            "{fam}: table inet {} chain {} entries {} packets {} bytes {}",
+                            g_table(g),
+                            if s.chain_exists { "present" } else { "absent" },
+                            s.entries,
+                            s.packets,
+                            s.bytes
+                        )?;
+                        for set in &s.sets {
+                            writeln!(
+                                out,
+                                "  set {:<10} /{:<3} elements {:>9} size {:>9} rule {} packets {} bytes {}",
+                                set.name,
+                                set.prefix_len,
+                                set.elements,
+                                set.size.map(|x| x.to_string()).unwrap_or_else(|| "-".into()),
+                                if set.has_rule { "present" } else { "missing" },
+                                set.packets,
+                                set.bytes
+                            )?;
+                        }
+                        continue;
+                    }
                     writeln!(
                         out,
                         "{fam}: chain {} jump {} entries {} packets {} bytes {}{}",
@@ -394,6 +430,11 @@ fn run(cli: Cli) -> Result<()> {
     }
     out.flush().context("writing output")?;
     Ok(())
+}
+
+/// The set layout's table name (fixed for now; the library makes it configurable).
+fn g_table(_g: &Global) -> &'static str {
+    "autoblock"
 }
 
 fn print_list(out: &mut impl Write, list: &[Listed], json: bool) -> Result<()> {
