@@ -415,7 +415,10 @@ impl Scanner {
             SshdEvent::MaxAuth { host, user } => {
                 let ip = self.host(host)?;
                 let st = self.conn(key, ip);
-                if st.emitted > 0 {
+                // The attempts were counted already, unless lines of several
+                // connections share one pid-less state and they were another user's.
+                let counted = st.emitted > 0 && (key != NO_PID || st.user == Some(hash_user(user)));
+                if counted {
                     self.stats.correlated += 1;
                     return None;
                 }
@@ -458,7 +461,14 @@ impl Scanner {
         }
         let ip = self.host(host)?;
         let st = self.conn(key, ip);
-        if st.emitted > 0 || st.aggressive_done {
+        let done = if key == NO_PID {
+            // Without a pid, lines of many connections share one state: only
+            // the close of the connection that just failed is a repeat.
+            st.emitted > 0 && user.is_some() && user.map(hash_user) == st.user
+        } else {
+            st.emitted > 0 || st.aggressive_done
+        };
+        if done {
             self.stats.correlated += 1;
             return None;
         }
@@ -528,6 +538,7 @@ impl Scanner {
             // Its PAM line came from a helper process and was counted already.
             let st = self.conn(target, ip);
             st.evidence |= Evidence::Pam as u8;
+            st.emitted += 1;
             self.stats.correlated += 1;
             return None;
         }
