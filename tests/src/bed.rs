@@ -127,6 +127,11 @@ const OUTSIDE_MAC: &str = "02:ab:00:00:00:02";
 /// pair delivery takes microseconds, so this only bounds the "dropped" case.
 pub const DEFAULT_UDP_TIMEOUT: Duration = Duration::from_millis(300);
 
+/// How long one readiness probe of a new bed waits.
+const READY_PROBE_TIMEOUT: Duration = Duration::from_millis(50);
+/// How long a new bed may take to carry traffic from every source.
+const READY_DEADLINE: Duration = Duration::from_secs(10);
+
 /// The two-namespace packet test bed (see the module docs).
 #[derive(Debug)]
 pub struct TestBed {
@@ -152,7 +157,31 @@ impl TestBed {
         );
         tool_with_input(&host, &["ip", "-batch", "-"], &(link + &host_batch()));
         tool_with_input(&outside, &["ip", "-batch", "-"], &outside_batch());
-        TestBed { host, outside }
+        let bed = TestBed { host, outside };
+        bed.wait_until_ready();
+        bed
+    }
+
+    /// Waits until a datagram from every source reaches the host.
+    ///
+    /// A new veth pair is not always usable at once: the kernel finishes
+    /// bringing a link up (carrier, queues, IPv6) in deferred work, which can
+    /// wait behind other namespaces being created and destroyed. Seen here:
+    /// the first IPv6 datagram of a new bed was lost in about one bed in
+    /// twenty while other namespace tests ran, and the next one arrived.
+    /// Probing before any rule exists keeps that start-up window out of
+    /// every test's packet checks.
+    fn wait_until_ready(&self) {
+        let started = Instant::now();
+        for src in addr::sources() {
+            while !self.send_udp_timeout(src, 0, READY_PROBE_TIMEOUT) {
+                assert!(
+                    started.elapsed() < READY_DEADLINE,
+                    "the test bed is not usable {READY_DEADLINE:?} after set-up: \
+                     UDP from {src} never reached the host"
+                );
+            }
+        }
     }
 
     /// The host namespace (where autoblock runs).

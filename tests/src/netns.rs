@@ -206,6 +206,24 @@ impl Netns {
         self.cmd_with_input(&argv, input)
     }
 
+    /// Like [`Netns::autoblock`], and returns stdout.
+    ///
+    /// # Panics
+    ///
+    /// Unless autoblock exits successfully, with its status, stdout and
+    /// stderr.
+    pub fn autoblock_ok<S: AsRef<OsStr>>(&self, args: &[S]) -> String {
+        let output = self.autoblock(args);
+        if !output.status.success() {
+            panic!(
+                "`autoblock {}` failed in the test namespace\n{}",
+                show_argv(args),
+                crate::output_text(&output)
+            );
+        }
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
     /// Runs the `autoblock` binary with exactly `args`.
     pub fn autoblock_raw<S: AsRef<OsStr>>(&self, args: &[S]) -> Output {
         let bin = crate::autoblock_bin();
