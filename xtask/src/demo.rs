@@ -101,7 +101,8 @@ impl Demo {
         println!(
             "Two throwaway network namespaces joined by a veth pair:\n  \
              host    {HOST_V4}, {HOST_V6} (runs autoblock)\n  \
-             outside {BLOCKED_V4}, {BLOCKED_NET_V4}, {CLEAN_V4}, {BLOCKED_V6}, {CLEAN_V6}"
+             outside {BLOCKED_V4}, {BLOCKED_NET_V4}, {CLEAN_V4}, {BLOCKED_V6}, {CLEAN_V6}\n\
+             Every autoblock command below runs with --no-mirror: the demo writes no file."
         );
 
         self.heading("Create the structure: INPUT-AUTO chains and the INPUT jump (ip and ip6)");
