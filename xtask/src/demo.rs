@@ -25,6 +25,13 @@ const CLEAN_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 9);
 const BLOCKED_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 9);
 const CLEAN_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 3, 0, 0, 0, 0, 9);
 const PORT: u16 = 5353;
+const SOURCES: [IpAddr; 5] = [
+    IpAddr::V4(BLOCKED_V4),
+    IpAddr::V4(BLOCKED_NET_V4),
+    IpAddr::V4(CLEAN_V4),
+    IpAddr::V6(BLOCKED_V6),
+    IpAddr::V6(CLEAN_V6),
+];
 
 /// Runs `cargo xtask demo`.
 pub fn run(args: &[String]) -> Result<ExitCode> {
@@ -88,13 +95,15 @@ impl Demo {
         outside
             .check(&["ip", "-batch", "-"], &outside_batch)
             .context("setting up the outside namespace")?;
-        Ok(Demo {
+        let demo = Demo {
             bin,
             host,
             outside,
             failures: std::cell::Cell::new(0),
             step: std::cell::Cell::new(0),
-        })
+        };
+        demo.wait_until_ready()?;
+        Ok(demo)
     }
 
     fn show(&self) -> Result<()> {
@@ -127,13 +136,7 @@ impl Demo {
         self.host_cmd(&["ip6tables-nft", "-L", "INPUT-AUTO", "-n", "-v"]);
 
         self.heading("Packets from the outside namespace to the host");
-        for src in [
-            IpAddr::V4(BLOCKED_V4),
-            IpAddr::V4(BLOCKED_NET_V4),
-            IpAddr::V4(CLEAN_V4),
-            IpAddr::V6(BLOCKED_V6),
-            IpAddr::V6(CLEAN_V6),
-        ] {
+        for src in SOURCES {
             self.packet(src)?;
         }
         println!("\nThe counters moved:");
@@ -191,11 +194,38 @@ impl Demo {
     /// Sends one UDP datagram from `src` (outside) to the host and says
     /// whether it arrived.
     fn packet(&self, src: IpAddr) -> Result<()> {
-        let dst: IpAddr = match src {
-            IpAddr::V4(_) => HOST_V4.into(),
-            IpAddr::V6(_) => HOST_V6.into(),
-        };
-        let to = SocketAddr::new(dst, PORT);
+        let to = SocketAddr::new(host_for(src), PORT);
+        let arrived = self.deliver(src, Duration::from_millis(300))?;
+        println!(
+            "[outside] UDP {src} -> {to}: {}",
+            if arrived {
+                "delivered"
+            } else {
+                "DROPPED (no datagram within 300 ms)"
+            }
+        );
+        Ok(())
+    }
+
+    /// Waits (up to 10 s) until a datagram from every source arrives,
+    /// before any rule exists: a new veth pair can lose its very first
+    /// IPv6 datagram while the kernel finishes bringing the link up.
+    fn wait_until_ready(&self) -> Result<()> {
+        let started = Instant::now();
+        for src in SOURCES {
+            while !self.deliver(src, Duration::from_millis(50))? {
+                if started.elapsed() > Duration::from_secs(10) {
+                    anyhow::bail!("the namespaces carry no UDP from {src} 10 s after set-up");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends one UDP datagram from `src` to the host; whether it arrived
+    /// within `timeout`.
+    fn deliver(&self, src: IpAddr, timeout: Duration) -> Result<bool> {
+        let to = SocketAddr::new(host_for(src), PORT);
         let listener = self
             .host
             .run(move || UdpSocket::bind(to))
@@ -207,7 +237,7 @@ impl Demo {
                 UdpSocket::bind(SocketAddr::new(src, 0))?.send_to(sent.as_bytes(), to)
             })
             .with_context(|| format!("sending from {src}"))?;
-        let deadline = Instant::now() + Duration::from_millis(300);
+        let deadline = Instant::now() + timeout;
         let mut buf = [0u8; 128];
         let arrived = loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -221,14 +251,14 @@ impl Demo {
                 Err(_) => break false,
             }
         };
-        println!(
-            "[outside] UDP {src} -> {to}: {}",
-            if arrived {
-                "delivered"
-            } else {
-                "DROPPED (no datagram within 300 ms)"
-            }
-        );
-        Ok(())
+        Ok(arrived)
+    }
+}
+
+/// The host address a datagram from `src` goes to.
+fn host_for(src: IpAddr) -> IpAddr {
+    match src {
+        IpAddr::V4(_) => HOST_V4.into(),
+        IpAddr::V6(_) => HOST_V6.into(),
     }
 }
