@@ -185,7 +185,11 @@ fn strip_pri(line: &[u8]) -> (bool, &[u8]) {
         .take(4)
         .take_while(|b| b.is_ascii_digit())
         .count();
-    if (1..=3).contains(&digits) && line.get(1 + digits) == Some(&b'>') {
+    // PRI is facility * 8 + severity: at most 23 * 8 + 7 = 191.
+    let value = line[1..1 + digits.min(3)]
+        .iter()
+        .fold(0u32, |v, &b| v * 10 + u32::from(b - b'0'));
+    if (1..=3).contains(&digits) && value <= 191 && line.get(1 + digits) == Some(&b'>') {
         (true, &line[2 + digits..])
     } else {
         (false, line)
