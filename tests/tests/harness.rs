@@ -375,3 +375,16 @@ fn autoblock_runs_inside_the_namespace_with_its_own_mirror_dir() {
     assert!(msg.contains("exit status: 2"), "{msg}");
     assert!(msg.contains("not-an-address"), "{msg}");
 }
+
+#[test]
+fn spawned_children_live_in_the_namespace() {
+    use std::os::unix::fs::MetadataExt;
+    let ns = Netns::new();
+    let mut cmd = std::process::Command::new("sleep");
+    cmd.arg("30");
+    let mut child = ns.spawn(cmd).expect("spawn sleep in the namespace");
+    let inode = std::fs::metadata(format!("/proc/{}/ns/net", child.id())).map(|m| m.ino());
+    child.kill().expect("kill the child");
+    child.wait().expect("reap the child");
+    assert_eq!(inode.expect("stat the child's netns"), ns.inode());
+}

@@ -58,6 +58,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     println!(
         "bench chain: {count} /32 DROP rules in INPUT-AUTO, each tool in a fresh network namespace"
     );
+    let load_before = load_average();
     let scenarios = scenarios(&autoblock, &files, count, &targets);
     let mut results = Vec::new();
     for scenario in &scenarios {
@@ -65,12 +66,24 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     }
     let report = report(count, &results);
     println!("{report}");
+    println!(
+        "  load average before/after: {load_before} / {}  (2 cores; a busy machine slows every tool)",
+        load_average()
+    );
     let failed = results.iter().any(|r| r.measured.is_err());
     Ok(if failed {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The 1-minute load average, for judging how busy the machine was.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|text| text.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".to_owned())
 }
 
 /// N distinct addresses: 10.0.0.1, 10.0.0.2, … (rules only; no traffic).
