@@ -26,9 +26,12 @@ pub(crate) fn access_denied(msg: &[u8]) -> Option<(&[u8], &[u8])> {
 mod tests {
     use super::*;
 
+    /// A line and the (user, address) the filter must find in it.
+    type Case<'a> = (&'a [u8], Option<(&'a [u8], &'a [u8])>);
+
     #[test]
     fn table() {
-        let cases: &[(&[u8], Option<(&[u8], &[u8])>)] = &[
+        let cases: &[Case<'_>] = &[
             (
                 b"Access denied for user 'root'@'192.0.2.4' (using password: YES)",
                 Some((b"root", b"192.0.2.4")),

@@ -58,5 +58,5 @@ pub fn syslog_recording() -> Vec<u8> {
     let raw = data("debian12-openssh-9.2.syslog.raw");
     let text = String::from_utf8(raw).unwrap();
     let end = text.find("--- sshd -e ---").unwrap();
-    text[..end].as_bytes().to_vec()
+    text.as_bytes()[..end].to_vec()
 }

@@ -13,7 +13,10 @@ const N: Mode = Mode::Normal;
 const A: Mode = Mode::Aggressive;
 
 /// (framed line, mode, expected (host, kind) or None).
-const SSHD: &[(&str, Mode, Option<(&str, &str)>)] = &[
+/// A message, the mode it is tested in, and the (kind, address) expected from it.
+type Row = (&'static str, Mode, Option<(&'static str, &'static str)>);
+
+const SSHD: &[Row] = &[
     // Authentication failures (auth.c auth_log, all versions).
     ("sshd[10]: Failed password for root from 203.0.113.5 port 4242 ssh2", N, Some(("203.0.113.5", "failed-password"))),
     ("sshd[10]: Failed password for invalid user admin from 203.0.113.5 port 4242 ssh2", N, Some(("203.0.113.5", "failed-password"))),
