@@ -49,7 +49,8 @@ pub(crate) fn parse_host(token: &[u8]) -> HostToken {
     }
 }
 
-/// Public form of [`parse_host`] that only accepts literal addresses.
+/// Parses an address token as a server writes it (`192.0.2.1`, `[2001:db8::1]`,
+/// `fe80::1%eth0`, `::ffff:192.0.2.1` as IPv4); host names give `None`.
 ///
 /// ```
 /// use autoblock_detect::parse_addr;
