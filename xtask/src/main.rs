@@ -26,8 +26,10 @@ commands:
                              build and the whole test suite (CI runs this)
   demo                       show autoblock's main job in throwaway network
                              namespaces (nothing touches this machine's firewall)
-  bench chain [--count N]    autoblock vs iptables-restore vs nft -f: load N
-                             (100000) /32 DROP rules, unblock one
+  bench chain [--count N] [--rounds R]
+                             autoblock vs iptables-restore vs nft -f: load N
+                             (100000) /32 DROP rules, unblock one; R rounds
+                             (1) report medians
   measure [--netns] -- CMD…  run CMD, print its wall time and peak RSS
                              (--netns: inside a fresh network namespace)
   help                       this text";

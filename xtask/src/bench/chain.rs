@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use super::{row, Check, Scenario, Step, StepResult};
+use super::{merge_rounds, row, Check, Scenario, Step, StepResult};
 use crate::util::{build_autoblock, require_root, show_duration, show_kb, Flags};
 
 /// How many single unblocks are measured per tool (different addresses).
@@ -33,9 +33,16 @@ const LOAD_TARGET: f64 = 0.75;
 /// Target: one `autoblock unblock`.
 const UNBLOCK_TARGET: Duration = Duration::from_millis(2);
 
-/// Runs `cargo xtask bench chain [--count N]`.
+/// Runs `cargo xtask bench chain [--count N] [--rounds R]`.
 pub fn run(args: &[String]) -> Result<ExitCode> {
-    let flags = Flags::parse(args, &[], &["--count"])?;
+    let flags = Flags::parse(args, &[], &["--count", "--rounds"])?;
+    let rounds: usize = match flags.value("--rounds") {
+        Some(v) => v.parse().with_context(|| format!("--rounds {v}"))?,
+        None => 1,
+    };
+    if !(1..=20).contains(&rounds) {
+        bail!("--rounds must be between 1 and 20");
+    }
     let count: usize = match flags.value("--count") {
         Some(v) => v.parse().with_context(|| format!("--count {v}"))?,
         None => 100_000,
@@ -60,9 +67,22 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     );
     let load_before = load_average();
     let scenarios = scenarios(&autoblock, &files, count, &targets);
-    let mut results = Vec::new();
-    for scenario in &scenarios {
-        results.extend(scenario.run()?);
+    // Rounds interleave the tools, so a burst of load elsewhere on the
+    // machine hits all of them alike.
+    let mut all = Vec::new();
+    for round in 1..=rounds {
+        if rounds > 1 {
+            println!(" round {round}/{rounds}");
+        }
+        let mut results = Vec::new();
+        for scenario in &scenarios {
+            results.extend(scenario.run()?);
+        }
+        all.push(results);
+    }
+    let results = merge_rounds(&all);
+    if rounds > 1 {
+        println!("\n  medians of {rounds} rounds (peak RSS: the highest)");
     }
     let report = report(count, &results);
     println!("{report}");

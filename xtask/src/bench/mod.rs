@@ -226,6 +226,44 @@ fn short(argv: &[String]) -> String {
     text
 }
 
+/// Folds the results of several rounds of the same scenarios into one
+/// result per step label: the median wall time and the highest peak RSS, or
+/// the first failure of any round.
+pub fn merge_rounds(rounds: &[Vec<StepResult>]) -> Vec<StepResult> {
+    let Some(first) = rounds.first() else {
+        return Vec::new();
+    };
+    first
+        .iter()
+        .map(|step| {
+            let same: Vec<&StepResult> = rounds
+                .iter()
+                .flat_map(|round| round.iter().filter(|r| r.label == step.label))
+                .collect();
+            if let Some(failed) = same.iter().find_map(|r| r.measured.as_ref().err()) {
+                return StepResult {
+                    label: step.label.clone(),
+                    measured: Err(failed.clone()),
+                };
+            }
+            let mut ok: Vec<&Measured> = same
+                .iter()
+                .filter_map(|r| r.measured.as_ref().ok())
+                .collect();
+            ok.sort_by_key(|m| m.wall);
+            let max_rss_kb = ok.iter().map(|m| m.max_rss_kb).max().unwrap_or(0);
+            let measured = ok.get(ok.len() / 2).map(|median| Measured {
+                max_rss_kb,
+                ..(*median).clone()
+            });
+            StepResult {
+                label: step.label.clone(),
+                measured: measured.ok_or_else(|| "no result".to_owned()),
+            }
+        })
+        .collect()
+}
+
 /// One row of a report table: label, wall, peak RSS (or the failure).
 pub fn row(label: &str, result: Option<&StepResult>) -> String {
     let mut line = format!("  {label:<46}");
@@ -244,4 +282,45 @@ pub fn row(label: &str, result: Option<&StepResult>) -> String {
         None => line.push_str("(no result)"),
     }
     line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::ExitStatus;
+
+    fn ok(label: &str, ms: u64, kb: u64) -> StepResult {
+        StepResult {
+            label: label.to_owned(),
+            measured: Ok(Measured {
+                wall: Duration::from_millis(ms),
+                max_rss_kb: kb,
+                status: ExitStatus::from_raw(0),
+                stdout: String::new(),
+                stderr: String::new(),
+            }),
+        }
+    }
+
+    #[test]
+    fn rounds_merge_to_median_wall_and_highest_rss_or_the_failure() {
+        let failed = StepResult {
+            label: "b".to_owned(),
+            measured: Err("boom".to_owned()),
+        };
+        let rounds = vec![
+            vec![ok("a", 30, 1), ok("b", 1, 1)],
+            vec![ok("a", 10, 5), failed],
+            vec![ok("a", 20, 2), ok("b", 1, 1)],
+        ];
+        let merged = merge_rounds(&rounds);
+        assert_eq!(merged.len(), 2);
+        assert_eq!(merged[0].wall(), Some(Duration::from_millis(20)));
+        assert_eq!(merged[0].rss(), Some(5));
+        assert_eq!(
+            merged[1].measured.as_ref().err().map(String::as_str),
+            Some("boom")
+        );
+    }
 }
