@@ -577,7 +577,14 @@ impl Scanner {
         let Some(user) = user else { return };
         let uh = hash_user(user);
         let at = time.map(|t| t.as_second());
+        let window = i64::try_from(self.config.guess_window.as_secs()).unwrap_or(i64::MAX);
         let m = self.guesses.entry_or_default(ip);
+        if let (Some(prev), Some(now)) = (m.at, at) {
+            if now.saturating_sub(prev) > window {
+                // The earlier guesses are too old to matter: start afresh.
+                *m = GuessMemo::default();
+            }
+        }
         if !m.set {
             m.set = true;
             m.user = uh;
