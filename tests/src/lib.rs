@@ -29,11 +29,13 @@
 //! (only for `unshare`, `gettid` and one interface ioctl), each block with a
 //! `// SAFETY:` comment.
 
+#![warn(missing_docs)]
+
 mod bed;
 mod netns;
 mod tools;
 
-pub use bed::{addr, TestBed};
+pub use bed::{addr, TestBed, DEFAULT_UDP_TIMEOUT, HOST_IF, OUTSIDE_IF};
 pub use netns::{require_root, Netns};
 pub use tools::{
     assert_iptables_safe, autoblock_bin, bare_verdict_rules, ip6tables, ip6tables_save, iptables,
