@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::util::{cargo, ensure_tools, is_ci, require_root, show_duration, Flags};
+use crate::util::{cargo, ensure_tools, find_program, is_ci, require_root, show_duration, Flags};
 
 #[derive(Debug)]
 enum Outcome {
@@ -66,7 +66,9 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     };
 
     timed("tools (nftables, iptables, strace, iproute2)", &mut || {
-        ensure_tools()
+        ensure_tools()?;
+        show_versions();
+        Ok(())
     });
     if quick {
         for name in ["cargo fmt --all --check", "cargo clippy -D warnings"] {
@@ -102,19 +104,19 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
             }
         };
         let started = Instant::now();
-        println!("\n==> cargo test --workspace");
+        println!("\n==> cargo test --workspace --no-fail-fast");
         let outcome = match run_tests() {
             Ok(()) => Outcome::Ok,
             Err(e) => Outcome::Failed(format!("{e:#}")),
         };
         stages.push(Stage {
-            name: "cargo test --workspace",
+            name: "cargo test --workspace --no-fail-fast",
             outcome,
             took: started.elapsed(),
         });
     } else {
         stages.push(Stage {
-            name: "cargo test --workspace",
+            name: "cargo test --workspace --no-fail-fast",
             outcome: Outcome::Skipped("the build failed"),
             took: Duration::ZERO,
         });
@@ -160,6 +162,25 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     })
 }
 
+/// Prints the kernel and tool versions the tests run against (their
+/// behaviour is what the end-to-end tests compare with).
+fn show_versions() {
+    for argv in [
+        &["uname", "-r"][..],
+        &["iptables-nft", "--version"],
+        &["nft", "--version"],
+        &["ip", "-V"],
+    ] {
+        let program = find_program(argv[0]).unwrap_or_else(|| argv[0].into());
+        let text = Command::new(program)
+            .args(&argv[1..])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_else(|e| format!("cannot run: {e}"));
+        println!("  {}: {text}", argv[0]);
+    }
+}
+
 /// Runs a command with inherited output; fails unless it succeeds.
 fn status(command: &mut Command) -> Result<()> {
     let status = command.status().context("cannot start cargo")?;
@@ -169,11 +190,12 @@ fn status(command: &mut Command) -> Result<()> {
     Ok(())
 }
 
-/// Runs `cargo test --workspace`, echoing its stdout while totalling its
+/// Runs `cargo test --workspace --no-fail-fast` (every test binary runs,
+/// so one failure does not hide another), echoing its stdout while totalling its
 /// `test result:` lines. Returns the totals and whether it succeeded.
 fn cargo_test() -> Result<(Totals, bool)> {
     let mut child = cargo()
-        .args(["test", "--workspace"])
+        .args(["test", "--workspace", "--no-fail-fast"])
         .stdout(Stdio::piped())
         .spawn()
         .context("cannot start cargo test")?;
