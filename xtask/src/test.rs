@@ -51,34 +51,24 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
 
     let mut stages = Vec::new();
     let mut totals = Totals::default();
-    let mut timed = |name: &'static str, f: &mut dyn FnMut() -> Result<()>| {
-        let started = Instant::now();
-        println!("\n==> {name}");
-        let outcome = match f() {
-            Ok(()) => Outcome::Ok,
-            Err(e) => Outcome::Failed(format!("{e:#}")),
-        };
-        stages.push(Stage {
-            name,
-            outcome,
-            took: started.elapsed(),
-        });
-    };
-
-    timed("tools (nftables, iptables, strace, iproute2)", &mut || {
-        ensure_tools()?;
-        show_versions();
-        Ok(())
-    });
+    stage(
+        &mut stages,
+        "tools (nftables, iptables, strace, iproute2)",
+        || {
+            ensure_tools()?;
+            show_versions();
+            Ok(())
+        },
+    );
     if quick {
         for name in ["cargo fmt --all --check", "cargo clippy -D warnings"] {
             println!("\n==> {name}: SKIPPED (--quick)");
         }
     } else {
-        timed("cargo fmt --all --check", &mut || {
+        stage(&mut stages, "cargo fmt --all --check", || {
             status(cargo().args(["fmt", "--all", "--check"]))
         });
-        timed("cargo clippy -D warnings", &mut || {
+        stage(&mut stages, "cargo clippy -D warnings", || {
             status(cargo().args([
                 "clippy",
                 "--workspace",
@@ -89,34 +79,22 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
             ]))
         });
     }
-    timed("cargo build --workspace --all-targets", &mut || {
+    let built = stage(&mut stages, "cargo build --workspace --all-targets", || {
         status(cargo().args(["build", "--workspace", "--all-targets"]))
     });
-    let built = matches!(stages.last(), Some(s) if matches!(s.outcome, Outcome::Ok));
+    const TESTS: &str = "cargo test --workspace --no-fail-fast";
     if built {
-        let mut run_tests = || {
-            let (t, ok) = cargo_test()?;
-            totals = t;
-            if ok {
-                Ok(())
-            } else {
-                bail!("cargo test failed")
+        stage(&mut stages, TESTS, || {
+            let ok;
+            (totals, ok) = cargo_test()?;
+            if !ok {
+                bail!("some tests failed");
             }
-        };
-        let started = Instant::now();
-        println!("\n==> cargo test --workspace --no-fail-fast");
-        let outcome = match run_tests() {
-            Ok(()) => Outcome::Ok,
-            Err(e) => Outcome::Failed(format!("{e:#}")),
-        };
-        stages.push(Stage {
-            name: "cargo test --workspace --no-fail-fast",
-            outcome,
-            took: started.elapsed(),
+            Ok(())
         });
     } else {
         stages.push(Stage {
-            name: "cargo test --workspace --no-fail-fast",
+            name: TESTS,
             outcome: Outcome::Skipped("the build failed"),
             took: Duration::ZERO,
         });
@@ -160,6 +138,24 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Runs one stage, announcing it and recording its outcome and duration;
+/// returns whether it succeeded.
+fn stage(stages: &mut Vec<Stage>, name: &'static str, f: impl FnOnce() -> Result<()>) -> bool {
+    println!("\n==> {name}");
+    let started = Instant::now();
+    let outcome = match f() {
+        Ok(()) => Outcome::Ok,
+        Err(e) => Outcome::Failed(format!("{e:#}")),
+    };
+    let ok = matches!(outcome, Outcome::Ok);
+    stages.push(Stage {
+        name,
+        outcome,
+        took: started.elapsed(),
+    });
+    ok
 }
 
 /// Prints the kernel and tool versions the tests run against (their
