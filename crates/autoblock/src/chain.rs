@@ -71,17 +71,7 @@ pub fn source_match(net: &Net) -> Vec<Expr> {
             },
         ]
     } else {
-        let mut mask = vec![0u8; full as usize];
-        for (i, m) in mask.iter_mut().enumerate() {
-            let start = i as u32 * 8;
-            *m = if bits >= start + 8 {
-                0xff
-            } else if bits > start {
-                0xffu8 << (8 - (bits - start))
-            } else {
-                0
-            };
-        }
+        let mask = prefix_mask(bits, full as usize);
         vec![
             Expr::Payload {
                 dreg: 1,
@@ -103,6 +93,18 @@ pub fn source_match(net: &Net) -> Vec<Expr> {
             },
         ]
     }
+}
+
+/// The `bitwise` mask of a `bits`-long prefix over `bytes` bytes (`/20` over 4 bytes is
+/// `ff ff f0 00`).
+pub fn prefix_mask(bits: u32, bytes: usize) -> Vec<u8> {
+    (0..bytes as u32)
+        .map(|i| match bits.saturating_sub(i * 8) {
+            0 => 0,
+            n if n >= 8 => 0xff,
+            n => 0xffu8 << (8 - n),
+        })
+        .collect()
 }
 
 /// The full expression list of a rule: match, counter, then the target.
@@ -224,18 +226,7 @@ pub fn parse_rule(rule: &Rule) -> Option<ParsedRule> {
         Some(m) => {
             let ones: u32 = m.iter().map(|b| b.count_ones()).sum();
             // The mask must be a contiguous prefix.
-            let mut expected = vec![0u8; len];
-            for (i, b) in expected.iter_mut().enumerate() {
-                let start = i as u32 * 8;
-                *b = if ones >= start + 8 {
-                    0xff
-                } else if ones > start {
-                    0xffu8 << (8 - (ones - start))
-                } else {
-                    0
-                };
-            }
-            if &expected != m {
+            if &prefix_mask(ones, len) != m {
                 return None;
             }
             ones as u8

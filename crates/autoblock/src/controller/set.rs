@@ -229,18 +229,7 @@ impl<T: Transport> Controller<T> {
             },
         ];
         if k.len < k.max_len() {
-            let mut mask = vec![0u8; k.key_len()];
-            for (i, m) in mask.iter_mut().enumerate() {
-                let start = i as u32 * 8;
-                let bits = u32::from(k.len);
-                *m = if bits >= start + 8 {
-                    0xff
-                } else if bits > start {
-                    0xffu8 << (8 - (bits - start))
-                } else {
-                    0
-                };
-            }
+            let mask = chain::prefix_mask(u32::from(k.len), k.key_len());
             v.push(Expr::Bitwise {
                 sreg: 1,
                 dreg: 1,
