@@ -343,16 +343,11 @@ impl<T: Transport> Controller<T> {
         labels: &[Label],
         entries: &[Entry],
     ) -> Result<bool, Error> {
-        let span = info_span!("commit", ops = b.op_count(), bytes = b.len());
-        let _g = span.enter();
-        match self.conn.commit(b, CommitOptions::default().genid(genid)) {
-            Ok(_) => Ok(true),
-            Err(CommitError::GenerationChanged) => {
-                debug!("generation changed; re-reading");
-                Ok(false)
-            }
-            Err(CommitError::Rejected { errors }) => {
-                let e = &errors[0];
+        self.commit_guarded(
+            b,
+            genid,
+            "re-read the ruleset with `autoblock list` to see what was applied",
+            |e| {
                 let entry = match labels.get(e.op.0 as usize) {
                     Some(Label::Entry(i)) => entries
                         .get(*i)
@@ -361,14 +356,35 @@ impl<T: Transport> Controller<T> {
                     Some(Label::Structure(s)) => (*s).to_owned(),
                     None => "the transaction".to_owned(),
                 };
-                Err(Error::Rejected {
+                Error::Rejected {
                     entry,
                     error: e.error.clone(),
-                })
+                }
+            },
+        )
+    }
+
+    /// Commits `b` guarded by `genid`, for both layouts: `Ok(true)` when applied,
+    /// `Ok(false)` when another program changed the ruleset meanwhile (re-read and re-plan).
+    /// `rejected` turns the kernel's first rejection into an error naming the entry;
+    /// `hint` tells the user how to see what was applied when the outcome is unknown.
+    fn commit_guarded(
+        &mut self,
+        b: &mut Batch,
+        genid: u32,
+        hint: &str,
+        rejected: impl FnOnce(&nl::OpError) -> Error,
+    ) -> Result<bool, Error> {
+        let span = info_span!("commit", ops = b.op_count(), bytes = b.len());
+        let _g = span.enter();
+        match self.conn.commit(b, CommitOptions::default().genid(genid)) {
+            Ok(_) => Ok(true),
+            Err(CommitError::GenerationChanged) => {
+                debug!("generation changed; re-reading");
+                Ok(false)
             }
-            Err(CommitError::OutcomeUnknown { .. }) => Err(Error::OutcomeUnknown(
-                "re-read the ruleset with `autoblock list` to see what was applied".into(),
-            )),
+            Err(CommitError::Rejected { errors }) => Err(rejected(&errors[0])),
+            Err(CommitError::OutcomeUnknown { .. }) => Err(Error::OutcomeUnknown(hint.to_owned())),
             Err(CommitError::PermissionDenied) => Err(Error::Netlink(nl::Error::PermissionDenied)),
             Err(CommitError::TooLarge { len, max }) => Err(Error::TooLarge(format!(
                 "the change needs a {len}-byte transaction but this socket can send at most {max} bytes (raise net.core.wmem_max or run as root)"

@@ -556,16 +556,12 @@ impl<T: Transport> Controller<T> {
         labels: &[SLabel],
         nets: &[Net],
     ) -> Result<bool, Error> {
-        let span = info_span!("commit", ops = b.op_count(), bytes = b.len());
-        let _g = span.enter();
-        match self.conn.commit(b, CommitOptions::default().genid(genid)) {
-            Ok(_) => Ok(true),
-            Err(CommitError::GenerationChanged) => {
-                debug!("generation changed; re-reading");
-                Ok(false)
-            }
-            Err(CommitError::Rejected { errors }) => {
-                let e = &errors[0];
+        let max_entries = self.cfg.max_entries;
+        self.commit_guarded(
+            b,
+            genid,
+            "re-read the sets with `autoblock list --layout set` to see what was applied",
+            |e| {
                 let entry = match labels.get(e.op.0 as usize) {
                     Some(SLabel::Elems(v)) => match e.element.and_then(|x| v.get(x)) {
                         Some(&i) => nets
@@ -578,29 +574,19 @@ impl<T: Transport> Controller<T> {
                     None => "the transaction".to_owned(),
                 };
                 if e.error.errno == libc_enfile() {
-                    return Err(Error::Conflict(format!(
+                    return Error::Conflict(format!(
                         "the set is full: {entry} does not fit (max_entries is {}); nothing was applied",
-                        self.cfg
-                            .max_entries
+                        max_entries
                             .map(|n| n.to_string())
                             .unwrap_or_else(|| "unlimited".into())
-                    )));
+                    ));
                 }
-                Err(Error::Rejected {
+                Error::Rejected {
                     entry,
                     error: e.error.clone(),
-                })
-            }
-            Err(CommitError::OutcomeUnknown { .. }) => Err(Error::OutcomeUnknown(
-                "re-read the sets with `autoblock list --layout set` to see what was applied".into(),
-            )),
-            Err(CommitError::PermissionDenied) => Err(Error::Netlink(nl::Error::PermissionDenied)),
-            Err(CommitError::TooLarge { len, max }) => Err(Error::TooLarge(format!(
-                "the change needs a {len}-byte transaction but this socket can send at most {max} bytes (raise net.core.wmem_max or run as root)"
-            ))),
-            Err(CommitError::Io(e)) => Err(Error::Netlink(e)),
-            Err(e) => Err(Error::Conflict(e.to_string())),
-        }
+                }
+            },
+        )
     }
 
     pub(super) fn set_init(&mut self) -> Result<(), Error> {
