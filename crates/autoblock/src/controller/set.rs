@@ -549,6 +549,41 @@ impl<T: Transport> Controller<T> {
     }
 
     /// Commits a set-layout batch; errors name the entry (element) the kernel pointed at.
+    /// Queues the removal of `nets[i]` for every `i` in `idx` from set `name`, with no error
+    /// for elements that are already gone: `DESTROYSETELEM` where the kernel has it,
+    /// otherwise add-then-delete in the same batch (netlink-facts §6). Nothing is queued for
+    /// an empty `idx`.
+    fn queue_removal(
+        &self,
+        b: &mut Batch,
+        labels: &mut Vec<SLabel>,
+        table: &str,
+        name: &str,
+        nets: &[Net],
+        idx: &[u32],
+    ) {
+        if idx.is_empty() {
+            return;
+        }
+        let ops: &[ElemOp] = if self.destroy {
+            &[ElemOp::Destroy]
+        } else {
+            &[ElemOp::Add, ElemOp::Delete]
+        };
+        for &op in ops {
+            let mut w = b.elements(op, Family::Inet, table, name);
+            for &i in idx {
+                let key = nets[i as usize].octets();
+                w.push(&ElemRef {
+                    key: &key,
+                    ..Default::default()
+                });
+            }
+            w.finish();
+            labels.push(SLabel::Elems(idx.to_vec()));
+        }
+    }
+
     fn set_commit(
         &mut self,
         b: &mut Batch,
@@ -698,25 +733,7 @@ impl<T: Transport> Controller<T> {
                     .copied()
                     .filter(|&i| plans[i as usize] == Plan::Replace)
                     .collect();
-                if !replaced.is_empty() {
-                    let ops: &[ElemOp] = if self.destroy {
-                        &[ElemOp::Destroy]
-                    } else {
-                        &[ElemOp::Add, ElemOp::Delete]
-                    };
-                    for &op in ops {
-                        let mut w = b.elements(op, Family::Inet, &table, &name);
-                        for &i in &replaced {
-                            let key = nets[i as usize].octets();
-                            w.push(&ElemRef {
-                                key: &key,
-                                ..Default::default()
-                            });
-                        }
-                        w.finish();
-                        labels.push(SLabel::Elems(replaced.clone()));
-                    }
-                }
+                self.queue_removal(&mut b, &mut labels, &table, &name, &nets, &replaced);
                 let mut order = Vec::new();
                 let mut w = b.elements(ElemOp::Add, Family::Inet, &table, &name);
                 for &i in idx {
@@ -785,24 +802,7 @@ impl<T: Transport> Controller<T> {
                 if gone.is_empty() {
                     continue;
                 }
-                let name = k.name();
-                let ops: &[ElemOp] = if self.destroy {
-                    &[ElemOp::Destroy]
-                } else {
-                    &[ElemOp::Add, ElemOp::Delete]
-                };
-                for &op in ops {
-                    let mut w = b.elements(op, Family::Inet, &table, &name);
-                    for &i in &gone {
-                        let key = nets[i as usize].octets();
-                        w.push(&ElemRef {
-                            key: &key,
-                            ..Default::default()
-                        });
-                    }
-                    w.finish();
-                    labels.push(SLabel::Elems(gone.clone()));
-                }
+                self.queue_removal(&mut b, &mut labels, &table, &k.name(), &nets, &gone);
             }
             if b.is_empty() || self.set_commit(&mut b, genid, &labels, &nets)? {
                 return Ok(report);
