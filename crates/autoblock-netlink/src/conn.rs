@@ -302,49 +302,26 @@ impl<T: Transport> Conn<T> {
         Err(Error::DumpInterrupted(DUMP_RETRIES))
     }
 
-    /// Lists tables of `family` (`Family::Unspec` = all).
-    pub fn list_tables(&mut self, family: Family) -> Result<Dumped<Vec<Table>>, Error> {
-        let items = std::cell::RefCell::new(Vec::new());
-        let genid = self.dump(
-            NFT_MSG_GETTABLE,
-            family,
-            &|| "the table listing".to_owned(),
-            &|_| {},
-            |m| {
-                if m.nft_type() == Some(NFT_MSG_NEWTABLE) {
-                    items.borrow_mut().push(Table::decode(m)?);
-                }
-                Ok(())
-            },
-            || items.borrow_mut().clear(),
-        )?;
-        Ok(Dumped {
-            genid,
-            items: items.into_inner(),
-        })
-    }
-
-    /// Lists chains of `family`, optionally of one table.
-    pub fn list_chains(
+    /// Runs a dump of `get` and collects the `new` replies that `decode` keeps. A restarted
+    /// dump starts the collection over, so the items all belong to the returned generation.
+    fn collect<I>(
         &mut self,
+        (get, new): (u16, u16),
         family: Family,
-        table: Option<&str>,
-    ) -> Result<Dumped<Vec<Chain>>, Error> {
+        what: &dyn Fn() -> String,
+        attrs: &dyn Fn(&mut MsgWriter<'_>),
+        decode: impl Fn(&NlMsg<'_>) -> Result<Option<I>, Error>,
+    ) -> Result<Dumped<Vec<I>>, Error> {
         let items = std::cell::RefCell::new(Vec::new());
         let genid = self.dump(
-            NFT_MSG_GETCHAIN,
+            get,
             family,
-            &|| "the chain listing".to_owned(),
-            &|w| {
-                if let Some(t) = table {
-                    w.put_str(NFTA_CHAIN_TABLE, t);
-                }
-            },
+            what,
+            attrs,
             |m| {
-                if m.nft_type() == Some(NFT_MSG_NEWCHAIN) {
-                    let c = Chain::decode(m)?;
-                    if table.is_none_or(|t| c.table == t) {
-                        items.borrow_mut().push(c);
+                if m.nft_type() == Some(new) {
+                    if let Some(item) = decode(m)? {
+                        items.borrow_mut().push(item);
                     }
                 }
                 Ok(())
@@ -357,6 +334,39 @@ impl<T: Transport> Conn<T> {
         })
     }
 
+    /// Lists tables of `family` (`Family::Unspec` = all).
+    pub fn list_tables(&mut self, family: Family) -> Result<Dumped<Vec<Table>>, Error> {
+        self.collect(
+            (NFT_MSG_GETTABLE, NFT_MSG_NEWTABLE),
+            family,
+            &|| "the table listing".to_owned(),
+            &|_| {},
+            |m| Ok(Some(Table::decode(m)?)),
+        )
+    }
+
+    /// Lists chains of `family`, optionally of one table.
+    pub fn list_chains(
+        &mut self,
+        family: Family,
+        table: Option<&str>,
+    ) -> Result<Dumped<Vec<Chain>>, Error> {
+        self.collect(
+            (NFT_MSG_GETCHAIN, NFT_MSG_NEWCHAIN),
+            family,
+            &|| "the chain listing".to_owned(),
+            &|w| {
+                if let Some(t) = table {
+                    w.put_str(NFTA_CHAIN_TABLE, t);
+                }
+            },
+            |m| {
+                let c = Chain::decode(m)?;
+                Ok(table.is_none_or(|t| c.table == t).then_some(c))
+            },
+        )
+    }
+
     /// Lists the rules of a table, optionally of one chain, with handles and counters.
     pub fn list_rules(
         &mut self,
@@ -364,9 +374,8 @@ impl<T: Transport> Conn<T> {
         table: &str,
         chain: Option<&str>,
     ) -> Result<Dumped<Vec<Rule>>, Error> {
-        let items = std::cell::RefCell::new(Vec::new());
-        let genid = self.dump(
-            NFT_MSG_GETRULE,
+        self.collect(
+            (NFT_MSG_GETRULE, NFT_MSG_NEWRULE),
             family,
             &|| match chain {
                 Some(c) => format!("the rule listing of {} {table} {c}", family.nft_name()),
@@ -378,18 +387,8 @@ impl<T: Transport> Conn<T> {
                     w.put_str(NFTA_RULE_CHAIN, c);
                 }
             },
-            |m| {
-                if m.nft_type() == Some(NFT_MSG_NEWRULE) {
-                    items.borrow_mut().push(Rule::decode(m)?);
-                }
-                Ok(())
-            },
-            || items.borrow_mut().clear(),
-        )?;
-        Ok(Dumped {
-            genid,
-            items: items.into_inner(),
-        })
+            |m| Ok(Some(Rule::decode(m)?)),
+        )
     }
 
     /// Reads one rule by handle; `Ok(None)` if it does not exist.
@@ -435,9 +434,8 @@ impl<T: Transport> Conn<T> {
         family: Family,
         table: Option<&str>,
     ) -> Result<Dumped<Vec<Set>>, Error> {
-        let items = std::cell::RefCell::new(Vec::new());
-        let genid = self.dump(
-            NFT_MSG_GETSET,
+        self.collect(
+            (NFT_MSG_GETSET, NFT_MSG_NEWSET),
             family,
             &|| "the set listing".to_owned(),
             &|w| {
@@ -445,18 +443,8 @@ impl<T: Transport> Conn<T> {
                     w.put_str(NFTA_SET_TABLE, t);
                 }
             },
-            |m| {
-                if m.nft_type() == Some(NFT_MSG_NEWSET) {
-                    items.borrow_mut().push(Set::decode(m)?);
-                }
-                Ok(())
-            },
-            || items.borrow_mut().clear(),
-        )?;
-        Ok(Dumped {
-            genid,
-            items: items.into_inner(),
-        })
+            |m| Ok(Some(Set::decode(m)?)),
+        )
     }
 
     /// Streams the live elements of a set to `f`. `f` is called again from the start if the
