@@ -236,14 +236,7 @@ impl Batch {
         if let RulePos::After(h) | RulePos::Before(h) = pos {
             w.put_be64(NFTA_RULE_POSITION, h);
         }
-        let list = w.nest_start(NFTA_RULE_EXPRESSIONS);
-        for e in exprs {
-            e.encode(&mut w);
-        }
-        w.nest_end(list);
-        if let Some(u) = userdata {
-            w.put(NFTA_RULE_USERDATA, u);
-        }
+        put_rule_body(&mut w, exprs, userdata);
         w.finish();
         op
     }
@@ -264,14 +257,7 @@ impl Batch {
         w.put_str(NFTA_RULE_TABLE, table);
         w.put_str(NFTA_RULE_CHAIN, chain);
         w.put_be64(NFTA_RULE_HANDLE, handle);
-        let list = w.nest_start(NFTA_RULE_EXPRESSIONS);
-        for e in exprs {
-            e.encode(&mut w);
-        }
-        w.nest_end(list);
-        if let Some(u) = userdata {
-            w.put(NFTA_RULE_USERDATA, u);
-        }
+        put_rule_body(&mut w, exprs, userdata);
         w.finish();
         op
     }
@@ -481,8 +467,8 @@ impl ElemWriter<'_> {
 
     fn close_msg(&mut self, nest: Nest) {
         let start = self.batch.msgs.last().map(|m| m.start).unwrap_or(0);
-        let len = self.batch.buf.len() - nest_offset(nest);
-        self.batch.buf[nest_offset(nest)..nest_offset(nest) + 2]
+        let len = self.batch.buf.len() - nest.offset();
+        self.batch.buf[nest.offset()..nest.offset() + 2]
             .copy_from_slice(&(len as u16).to_ne_bytes());
         let total = self.batch.buf.len() - start;
         self.batch.buf[start..start + 4].copy_from_slice(&(total as u32).to_ne_bytes());
@@ -492,21 +478,15 @@ impl ElemWriter<'_> {
     pub fn push(&mut self, e: &ElemRef<'_>) {
         let need = e.encoded_len();
         if let Some(nest) = self.open {
-            let cur = self.batch.buf.len() - nest_offset(nest);
+            let cur = self.batch.buf.len() - nest.offset();
             if cur + need > MAX_ELEMENTS_NEST {
                 self.close_msg(nest);
                 self.open = None;
             }
         }
-        let nest = match self.open {
-            Some(n) => n,
-            None => {
-                let n = self.open_msg();
-                self.open = Some(n);
-                n
-            }
-        };
-        let _ = nest;
+        if self.open.is_none() {
+            self.open = Some(self.open_msg());
+        }
         // Encode the element at the end of the buffer. A throwaway writer positioned at the
         // current message start keeps the encoding in one place.
         let start = self.batch.msgs.last().map(|m| m.start).unwrap_or(0);
@@ -538,6 +518,15 @@ impl Drop for ElemWriter<'_> {
     }
 }
 
-fn nest_offset(n: Nest) -> usize {
-    n.offset()
+/// The part of a `NEWRULE` after its position attributes: the expression list, then the
+/// userdata (the order iptables-nft writes them in).
+fn put_rule_body(w: &mut MsgWriter<'_>, exprs: &[Expr], userdata: Option<&[u8]>) {
+    let list = w.nest_start(NFTA_RULE_EXPRESSIONS);
+    for e in exprs {
+        e.encode(w);
+    }
+    w.nest_end(list);
+    if let Some(u) = userdata {
+        w.put(NFTA_RULE_USERDATA, u);
+    }
 }
