@@ -194,6 +194,15 @@ impl<T: Transport> Controller<T> {
         Ok(())
     }
 
+    /// The entries with duplicates merged (the first one's metadata wins), checked as by
+    /// [`Controller::validate`]: what every layout's block and sync work on.
+    fn checked(&self, entries: &[Entry]) -> Result<Vec<Entry>, Error> {
+        let mut entries = entries.to_vec();
+        entry::dedup(&mut entries);
+        self.validate(&entries)?;
+        Ok(entries)
+    }
+
     fn families(&self) -> [IpFamily; 2] {
         [IpFamily::V4, IpFamily::V6]
     }
@@ -417,12 +426,10 @@ impl<T: Transport> Controller<T> {
     /// Blocks `entries` (idempotent): missing rules are appended, rules whose comment or
     /// expiry changed are replaced in place, rules of another action are converted.
     pub fn block(&mut self, entries: &[Entry]) -> Result<Report, Error> {
+        let entries = self.checked(entries)?;
         if self.cfg.layout == Layout::Set {
-            return self.set_block(entries);
+            return self.set_block(&entries);
         }
-        let mut entries = entries.to_vec();
-        entry::dedup(&mut entries);
-        self.validate(&entries)?;
         let span = info_span!("block", entries = entries.len());
         let _g = span.enter();
         let comments = comments_of(&entries)?;
@@ -608,12 +615,10 @@ impl<T: Transport> Controller<T> {
     /// Makes the chain hold exactly `desired`: removes the rest and blocks what is missing,
     /// in one transaction.
     pub fn sync(&mut self, desired: &[Entry]) -> Result<Report, Error> {
+        let desired = self.checked(desired)?;
         if self.cfg.layout == Layout::Set {
-            return self.set_sync(desired);
+            return self.set_sync(&desired);
         }
-        let mut desired = desired.to_vec();
-        entry::dedup(&mut desired);
-        self.validate(&desired)?;
         let comments = comments_of(&desired)?;
         let keep: std::collections::HashSet<Net> = desired.iter().map(|e| e.net).collect();
         for attempt in 0..self.cfg.max_retries {

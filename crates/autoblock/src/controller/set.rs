@@ -645,15 +645,13 @@ impl<T: Transport> Controller<T> {
         Err(Error::TooManyRetries(self.cfg.max_retries))
     }
 
+    /// `entries` come from [`Controller::checked`]: merged and validated.
     pub(super) fn set_block(&mut self, entries: &[Entry]) -> Result<Report, Error> {
-        let mut entries = entries.to_vec();
-        entry::dedup(&mut entries);
-        self.validate(&entries)?;
         let span = info_span!("set_block", entries = entries.len());
         let _g = span.enter();
         // Element userdata: the comment only (the expiry is the element's own timeout).
         let mut udata = Vec::with_capacity(entries.len());
-        for e in &entries {
+        for e in entries {
             udata.push(match e.comment.as_deref().filter(|c| !c.is_empty()) {
                 Some(c) => Some(udata::comment(c).ok_or_else(|| InputError::BadComment {
                     comment: c.to_owned(),
@@ -971,10 +969,8 @@ impl<T: Transport> Controller<T> {
         Err(Error::TooManyRetries(self.cfg.max_retries))
     }
 
+    /// `desired` comes from [`Controller::checked`]: merged and validated.
     pub(super) fn set_sync(&mut self, desired: &[Entry]) -> Result<Report, Error> {
-        let mut desired = desired.to_vec();
-        entry::dedup(&mut desired);
-        self.validate(&desired)?;
         // Whatever is in the sets but not desired goes; then the desired entries are blocked.
         // Two transactions, each atomic: the removal never unblocks a desired entry.
         let keep: std::collections::HashSet<Net> = desired.iter().map(|e| e.net).collect();
@@ -985,7 +981,7 @@ impl<T: Transport> Controller<T> {
             }
         })?;
         let removed = self.set_unblock(&stale)?;
-        let mut report = self.set_block(&desired)?;
+        let mut report = self.set_block(desired)?;
         report.removed = removed.changed;
         report.retries += removed.retries;
         Ok(report)
