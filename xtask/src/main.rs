@@ -13,6 +13,7 @@ mod demo;
 mod netns;
 mod test;
 mod util;
+mod vagrant;
 
 use std::process::ExitCode;
 
@@ -32,6 +33,12 @@ commands:
                              (1) report medians
   measure [--netns] -- CMD…  run CMD, print its wall time and peak RSS
                              (--netns: inside a fresh network namespace)
+  vagrant box [--rebuild]    build (or take from the cache) and register the
+                             debian12 Vagrant box from Debian packages
+  vagrant [--box debian12|alma9|alma8] [--keep]
+                             the end-to-end suite and the reboot scenarios in a
+                             VM (libvirt in a private network namespace)
+  vagrant clean              tear down a VM kept with --keep
   help                       this text";
 
 fn main() -> ExitCode {
@@ -55,6 +62,7 @@ fn dispatch(args: &[String]) -> Result<ExitCode> {
         "demo" => demo::run(rest),
         "bench" => bench::run(rest),
         "measure" => bench::measure_command(rest),
+        "vagrant" => vagrant::run(rest),
         netns::WRAPPER => netns::wrapper_main(rest).map(|()| ExitCode::SUCCESS),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
