@@ -120,6 +120,22 @@ impl Batch {
         self.echo_rules
     }
 
+    /// Asks the kernel to echo the rule that operation `op` creates, after it was queued
+    /// (its handle then comes back in [`crate::Committed::handles`]). Useful when only the
+    /// last of many queued rules needs an echo. `false` if `op` queued no message.
+    pub fn request_echo(&mut self, op: OpId) -> bool {
+        let Some(m) = self.msgs.iter().rev().find(|m| m.op == op) else {
+            return false;
+        };
+        let at = m.start + 6;
+        let flags = u16::from_ne_bytes([self.buf[at], self.buf[at + 1]]);
+        if flags & NLM_F_ECHO == 0 {
+            self.buf[at..at + 2].copy_from_slice(&(flags | NLM_F_ECHO).to_ne_bytes());
+            self.echo_rules += 1;
+        }
+        true
+    }
+
     /// The raw bytes (sequence numbers are 0 until committed).
     pub fn bytes(&self) -> &[u8] {
         &self.buf

@@ -113,6 +113,27 @@ impl Socket {
         Ok(value)
     }
 
+    /// The network namespace's cookie (`SO_NETNS_COOKIE`, Linux ≥ 5.14): a number no other
+    /// namespace gets until the machine reboots, unlike the namespace's inode number. `None`
+    /// on kernels without it.
+    pub fn netns_cookie(&self) -> Option<u64> {
+        const SO_NETNS_COOKIE: i32 = 71;
+        let mut value: u64 = 0;
+        let mut len = mem::size_of::<u64>() as libc::socklen_t;
+        // SAFETY: `value`/`len` are valid for writes of a u64.
+        cvt(unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                SO_NETNS_COOKIE,
+                (&mut value as *mut u64).cast(),
+                &mut len,
+            )
+        })
+        .ok()?;
+        (len as usize == mem::size_of::<u64>()).then_some(value)
+    }
+
     /// Joins a multicast group (`NFNLGRP_NFTABLES` = 7 for ruleset change events).
     pub fn subscribe(&self, group: u32) -> Result<(), Error> {
         self.setsockopt_int(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, group as i32)

@@ -22,6 +22,8 @@ use crate::entry::{self, Entry, IpFamily, Net};
 use crate::error::{Error, InputError};
 use crate::meta;
 
+/// What the chain layout knows between operations.
+mod known;
 /// The set layout's implementation of the operations below.
 mod set;
 
@@ -121,13 +123,20 @@ pub struct Controller<T: Transport = Socket> {
     destroy: bool,
     /// Whether set element timeouts can be refreshed in place; probed on first use.
     refresh: Option<bool>,
+    /// The chain layout's state after this controller's last commit (see `known.rs`).
+    known: Option<known::Known>,
+    /// Handles the kernel echoed for the last committed batch.
+    echoed: Vec<(OpId, u64)>,
+    /// The network namespace's cookie, when the transport can tell it.
+    netns_cookie: Option<u64>,
 }
 
 impl Controller<Socket> {
     /// Opens a netlink connection in the calling thread's network namespace, reads the host's
     /// addresses for the allowlist and probes the kernel's capabilities.
     pub fn open(cfg: Config) -> Result<Self, Error> {
-        let conn = Conn::open()?;
+        let mut conn = Conn::open()?;
+        let cookie = conn.transport().netns_cookie();
         let host = if cfg.allow_host_addresses {
             nl::local_addresses().map_err(|e| nl::Error::Io {
                 op: "getifaddrs",
@@ -136,7 +145,9 @@ impl Controller<Socket> {
         } else {
             Vec::new()
         };
-        Controller::with_conn(conn, cfg, &host)
+        let mut ctl = Controller::with_conn(conn, cfg, &host)?;
+        ctl.netns_cookie = cookie;
+        Ok(ctl)
     }
 }
 
@@ -159,6 +170,9 @@ impl<T: Transport> Controller<T> {
             allow,
             destroy,
             refresh: None,
+            known: None,
+            echoed: Vec::new(),
+            netns_cookie: None,
         })
     }
 
@@ -276,6 +290,78 @@ impl<T: Transport> Controller<T> {
         Err(Error::TooManyRetries(self.cfg.max_retries))
     }
 
+    /// The state to plan a write on: what this controller's last commit left, if the ruleset
+    /// generation says nothing changed since, else a fresh read. The flag says which.
+    fn read_for_write(&mut self) -> Result<(u32, [FamState; 2], bool), Error> {
+        if let Some(k) = self.known.take() {
+            if self.conn.genid()? == k.genid {
+                debug!(genid = k.genid, "chain state known; not re-read");
+                return Ok((k.genid, k.states, true));
+            }
+        }
+        let (genid, states) = self.read()?;
+        Ok((genid, states, false))
+    }
+
+    /// For a state that was not read just now: checks, one rule at a time, that the rules a
+    /// batch is about to delete or replace are what the state says (a few of them; a long
+    /// list is planned on a fresh read instead). `false` = read again.
+    fn confirm(&mut self, states: &[FamState; 2], track: &known::Track) -> Result<bool, Error> {
+        const MAX_CHECKS: usize = 64;
+        if track.touched().count() > MAX_CHECKS {
+            return Ok(false);
+        }
+        let touched: Vec<(usize, u64)> = track.touched().collect();
+        for (fi, handle) in touched {
+            let fam = nf_family(self.families()[fi]);
+            let want = states[fi].rules.iter().find(|r| r.handle == handle);
+            let got = self
+                .conn
+                .get_rule(fam, FILTER, &self.cfg.chain, handle)?
+                .and_then(|r| chain::parse_rule(&r));
+            let same = match (want, got) {
+                (Some(w), Some(g)) => w.net == g.net && w.kind == g.kind && w.comment == g.comment,
+                _ => false,
+            };
+            if !same {
+                debug!(handle, "known chain state is stale; reading again");
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// After a commit guarded by `genid` succeeded: remember the state it left, if certain.
+    fn settle(&mut self, genid: u32, states: [FamState; 2], track: known::Track) {
+        let echoed = std::mem::take(&mut self.echoed);
+        self.known = track.apply(states, &echoed).map(|states| known::Known {
+            genid: known::next_genid(genid),
+            states,
+        });
+    }
+
+    /// The chain layout's known state, encoded for the next process in this network
+    /// namespace (`None` when there is nothing certain to hand on, or the kernel cannot name
+    /// the namespace). The encoding is private to this crate; hand it back, unchanged, to
+    /// [`Controller::use_chain_state`]. The CLI keeps it in `/run/autoblock`.
+    pub fn chain_state(&self) -> Option<Vec<u8>> {
+        let k = self.known.as_ref()?;
+        let cookie = self.netns_cookie?;
+        Some(known::encode(k, cookie, &self.cfg.chain))
+    }
+
+    /// Takes a state from [`Controller::chain_state`] of an earlier process. It is used only
+    /// if it belongs to this network namespace and chain, and only while the ruleset
+    /// generation shows no change since; rules about to be deleted are checked one by one.
+    /// Returns whether it was accepted.
+    pub fn use_chain_state(&mut self, bytes: &[u8]) -> bool {
+        let Some(cookie) = self.netns_cookie else {
+            return false;
+        };
+        self.known = known::decode(bytes, cookie, &self.cfg.chain);
+        self.known.is_some()
+    }
+
     /// Queues what is missing of table, `INPUT`, the chain and the jump at the head of INPUT.
     fn ensure_structure(&self, b: &mut Batch, labels: &mut Vec<Label>, f: IpFamily, st: &FamState) {
         let fam = nf_family(f);
@@ -373,6 +459,29 @@ impl<T: Transport> Controller<T> {
         )
     }
 
+    /// Commits a planned chain-layout batch (nothing to commit when it is empty) and keeps
+    /// the state it leaves. `Ok(false)`: another program changed the ruleset; plan again.
+    fn finish(
+        &mut self,
+        b: &mut Batch,
+        genid: u32,
+        states: [FamState; 2],
+        track: known::Track,
+        labels: &[Label],
+        entries: &[Entry],
+    ) -> Result<bool, Error> {
+        if b.is_empty() {
+            self.known = Some(known::Known { genid, states });
+            return Ok(true);
+        }
+        track.request_echoes(b);
+        if self.commit(b, genid, labels, entries)? {
+            self.settle(genid, states, track);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
     /// Commits `b` guarded by `genid`, for both layouts: `Ok(true)` when applied,
     /// `Ok(false)` when another program changed the ruleset meanwhile (re-read and re-plan).
     /// `rejected` turns the kernel's first rejection into an error naming the entry;
@@ -386,8 +495,13 @@ impl<T: Transport> Controller<T> {
     ) -> Result<bool, Error> {
         let span = info_span!("commit", ops = b.op_count(), bytes = b.len());
         let _g = span.enter();
+        self.known = None;
+        self.echoed.clear();
         match self.conn.commit(b, CommitOptions::default().genid(genid)) {
-            Ok(_) => Ok(true),
+            Ok(c) => {
+                self.echoed = c.handles;
+                Ok(true)
+            }
             Err(CommitError::GenerationChanged) => {
                 debug!("generation changed; re-reading");
                 Ok(false)
@@ -434,12 +548,23 @@ impl<T: Transport> Controller<T> {
         let _g = span.enter();
         let comments = comments_of(&entries)?;
         for attempt in 0..self.cfg.max_retries {
-            let (genid, states) = self.read()?;
+            let (genid, states, from_known) = self.read_for_write()?;
             let mut b = Batch::with_capacity(256 + entries.len() * 200);
             let mut labels = Vec::with_capacity(entries.len() + 8);
-            let mut report = self.plan_block(&mut b, &mut labels, &entries, &comments, &states)?;
+            let mut track = known::Track::default();
+            let mut report = self.plan_block(
+                &mut b,
+                &mut labels,
+                &entries,
+                &comments,
+                &states,
+                &mut track,
+            )?;
             report.retries = attempt;
-            if b.is_empty() || self.commit(&mut b, genid, &labels, &entries)? {
+            if from_known && !self.confirm(&states, &track)? {
+                continue;
+            }
+            if self.finish(&mut b, genid, states, track, &labels, &entries)? {
                 return Ok(report);
             }
         }
@@ -454,6 +579,7 @@ impl<T: Transport> Controller<T> {
         entries: &[Entry],
         comments: &[Option<String>],
         states: &[FamState; 2],
+        track: &mut known::Track,
     ) -> Result<Report, Error> {
         let kinds = self.kinds();
         let mut report = Report::default();
@@ -469,7 +595,13 @@ impl<T: Transport> Controller<T> {
         }
         for (i, f) in self.families().into_iter().enumerate() {
             if touched[i] {
+                let before = labels.len();
                 self.ensure_structure(b, labels, f, &states[i]);
+                if labels.len() != before {
+                    // The jump, when one is inserted, is the last operation queued.
+                    let jump = (!states[i].jump_first).then(|| OpId(labels.len() as u32 - 1));
+                    track.structure(i, jump);
+                }
             }
         }
         let chain = self.cfg.chain.as_str();
@@ -506,6 +638,7 @@ impl<T: Transport> Controller<T> {
                                 &chain::rule_exprs(&e.net, k),
                                 ud,
                             );
+                            track.replace(fi, r.handle, e.net, k, comment);
                             labels.push(Label::Entry(ei));
                             changed = true;
                         }
@@ -527,6 +660,7 @@ impl<T: Transport> Controller<T> {
                             false,
                         );
                         debug_assert_eq!(op.0 as usize, labels.len());
+                        track.add(fi, op, e.net, k, comment, pos);
                         labels.push(Label::Entry(ei));
                         changed = true;
                     }
@@ -535,6 +669,7 @@ impl<T: Transport> Controller<T> {
             for r in existing {
                 if !kinds.contains(&r.kind) {
                     b.del_rule(fam, FILTER, chain, r.handle, self.destroy);
+                    track.delete(fi, r.handle);
                     labels.push(Label::Entry(ei));
                     changed = true;
                 }
@@ -573,7 +708,8 @@ impl<T: Transport> Controller<T> {
         let mut entries = entries;
         entry::dedup(&mut entries);
         for attempt in 0..self.cfg.max_retries {
-            let (genid, states) = self.read()?;
+            let (genid, states, from_known) = self.read_for_write()?;
+            let mut track = known::Track::default();
             let mut report = Report {
                 retries: attempt,
                 ..Report::default()
@@ -598,6 +734,7 @@ impl<T: Transport> Controller<T> {
                                 *h,
                                 self.destroy,
                             );
+                            track.delete(fi, *h);
                             labels.push(Label::Entry(ei));
                         }
                         report.changed.push(e.net);
@@ -605,7 +742,10 @@ impl<T: Transport> Controller<T> {
                     None => report.unchanged.push(e.net),
                 }
             }
-            if b.is_empty() || self.commit(&mut b, genid, &labels, &entries)? {
+            if from_known && !self.confirm(&states, &track)? {
+                continue;
+            }
+            if self.finish(&mut b, genid, states, track, &labels, &entries)? {
                 return Ok(report);
             }
         }
@@ -622,15 +762,24 @@ impl<T: Transport> Controller<T> {
         let comments = comments_of(&desired)?;
         let keep: std::collections::HashSet<Net> = desired.iter().map(|e| e.net).collect();
         for attempt in 0..self.cfg.max_retries {
-            let (genid, states) = self.read()?;
+            let (genid, states, from_known) = self.read_for_write()?;
             let mut b = Batch::new();
             let mut labels = Vec::new();
-            let mut report = self.plan_block(&mut b, &mut labels, &desired, &comments, &states)?;
+            let mut track = known::Track::default();
+            let mut report = self.plan_block(
+                &mut b,
+                &mut labels,
+                &desired,
+                &comments,
+                &states,
+                &mut track,
+            )?;
             for (fi, st) in states.iter().enumerate() {
                 let fam = nf_family(self.families()[fi]);
                 for r in &st.rules {
                     if !keep.contains(&r.net) {
                         b.del_rule(fam, FILTER, &self.cfg.chain, r.handle, self.destroy);
+                        track.delete(fi, r.handle);
                         labels.push(Label::Structure("a stale entry"));
                         if report.removed.last() != Some(&r.net) {
                             report.removed.push(r.net);
@@ -639,7 +788,10 @@ impl<T: Transport> Controller<T> {
                 }
             }
             report.retries = attempt;
-            if b.is_empty() || self.commit(&mut b, genid, &labels, &desired)? {
+            if from_known && !self.confirm(&states, &track)? {
+                continue;
+            }
+            if self.finish(&mut b, genid, states, track, &labels, &desired)? {
                 return Ok(report);
             }
         }
@@ -648,9 +800,22 @@ impl<T: Transport> Controller<T> {
 
     /// The chain layout's rules in chain order, per family, as the kernel holds them now
     /// (what the sysconfig mirror writes).
+    /// Counters are not part of this answer (they are zero when the rules come from what
+    /// this controller's last commit left, which spares re-reading a long chain).
     pub fn chain_rules(&mut self) -> Result<Vec<(IpFamily, ParsedRule)>, Error> {
-        let (_, states) = self.read()?;
         let mut out = Vec::new();
+        if let Some(k) = &self.known {
+            let genid = k.genid;
+            if self.conn.genid()? == genid {
+                if let Some(k) = &self.known {
+                    for (f, st) in self.families().into_iter().zip(&k.states) {
+                        out.extend(st.rules.iter().map(|r| (f, r.clone())));
+                    }
+                    return Ok(out);
+                }
+            }
+        }
+        let (_, states) = self.read()?;
         for (f, st) in self.families().into_iter().zip(states) {
             out.extend(st.rules.into_iter().map(|r| (f, r)));
         }
