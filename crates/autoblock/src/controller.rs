@@ -26,7 +26,10 @@ use crate::meta;
 mod known;
 /// The set layout's implementation of the operations below.
 mod set;
+/// Streamed bulk loads ([`Controller::block_stream`]).
+mod bulk;
 
+pub use bulk::{BadEntry, BulkError, BulkOptions, BulkProgress, BulkReport, SetLoad};
 pub use set::SetStatus;
 
 /// The iptables table autoblock's chain lives in.

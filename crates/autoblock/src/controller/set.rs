@@ -85,13 +85,13 @@ pub struct SetStatus {
 
 /// Identity of one set: family and prefix length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-struct SetKey {
-    fam: IpFamily,
-    len: u8,
+pub(super) struct SetKey {
+    pub(super) fam: IpFamily,
+    pub(super) len: u8,
 }
 
 impl SetKey {
-    fn of(net: &Net) -> SetKey {
+    pub(super) fn of(net: &Net) -> SetKey {
         SetKey {
             fam: net.family(),
             len: net.prefix_len(),
@@ -105,7 +105,7 @@ impl SetKey {
         }
     }
 
-    fn name(self) -> String {
+    pub(super) fn name(self) -> String {
         let v = match self.fam {
             IpFamily::V4 => '4',
             IpFamily::V6 => '6',
@@ -138,7 +138,7 @@ impl SetKey {
         canonical.then_some(k)
     }
 
-    fn key_len(self) -> usize {
+    pub(super) fn key_len(self) -> usize {
         match self.fam {
             IpFamily::V4 => 4,
             IpFamily::V6 => 16,
@@ -156,11 +156,11 @@ impl SetKey {
 
 /// What was found in the set layout's table.
 #[derive(Debug, Default)]
-struct SetState {
+pub(super) struct SetState {
     chain: Option<Chain>,
     /// The chain of the other hook, if autoblock created one earlier.
     other_chain: bool,
-    sets: HashMap<SetKey, Set>,
+    pub(super) sets: HashMap<SetKey, Set>,
     /// Our rules, by the set they look up.
     rules: HashMap<SetKey, Rule>,
     foreign_rules: usize,
@@ -168,7 +168,7 @@ struct SetState {
 
 /// What an operation of a set-layout batch was for.
 #[derive(Debug)]
-enum SLabel {
+pub(super) enum SLabel {
     Structure(String),
     /// An element operation: the entry index of each element, in push order.
     Elems(Vec<u32>),
@@ -185,7 +185,7 @@ enum Plan {
     Skip,
 }
 
-fn timeout_ms(expires: Option<SystemTime>, now: SystemTime) -> Option<Option<u64>> {
+pub(super) fn timeout_ms(expires: Option<SystemTime>, now: SystemTime) -> Option<Option<u64>> {
     match expires {
         None => Some(None),
         Some(t) => {
@@ -268,7 +268,7 @@ impl<T: Transport> Controller<T> {
     }
 
     /// Reads the table: chains, sets and the rules of our chain, at one generation.
-    fn set_read(&mut self) -> Result<(u32, SetState), Error> {
+    pub(super) fn set_read(&mut self) -> Result<(u32, SetState), Error> {
         let table = self.cfg.table.clone();
         let ours = self.set_chain_name();
         let other = match self.cfg.set_hook {
@@ -350,7 +350,7 @@ impl<T: Transport> Controller<T> {
 
     /// Queues table, chain, the sets in `keys` (created or grown to hold `needed` elements)
     /// and their rules.
-    fn set_structure(
+    pub(super) fn set_structure(
         &self,
         b: &mut Batch,
         labels: &mut Vec<SLabel>,
@@ -437,7 +437,7 @@ impl<T: Transport> Controller<T> {
     /// transaction commits, while elements of the same transaction are checked against the
     /// old size, so growth is its own (invisible) transaction before the elements'. Returns
     /// whether a growth transaction was attempted (the caller re-reads either way).
-    fn set_grow(
+    pub(super) fn set_grow(
         &mut self,
         genid: u32,
         st: &SetState,
@@ -466,7 +466,7 @@ impl<T: Transport> Controller<T> {
     }
 
     /// Current element count of a set (without a dump on kernels that report it).
-    fn set_count(&mut self, st: &SetState, k: SetKey) -> Result<u64, Error> {
+    pub(super) fn set_count(&mut self, st: &SetState, k: SetKey) -> Result<u64, Error> {
         let Some(s) = st.sets.get(&k) else {
             return Ok(0);
         };
@@ -584,7 +584,7 @@ impl<T: Transport> Controller<T> {
         }
     }
 
-    fn set_commit(
+    pub(super) fn set_commit(
         &mut self,
         b: &mut Batch,
         genid: u32,
