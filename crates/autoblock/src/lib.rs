@@ -39,12 +39,16 @@ pub mod controller;
 pub mod entry;
 pub mod error;
 pub mod meta;
+#[cfg(feature = "tokio")]
+pub mod service;
 
 pub use allow::Allowlist;
 pub use config::{Action, Config, Layout};
 pub use controller::{Controller, FamilyStatus, Listed, Report};
 pub use entry::{Entry, IpFamily, Net};
 pub use error::{Error, InputError};
+#[cfg(feature = "tokio")]
+pub use service::{Outcome, Service, ServiceError, ServiceOptions};
 
 /// The netlink layer, re-exported for callers that need its types.
 pub use autoblock_netlink as netlink;
