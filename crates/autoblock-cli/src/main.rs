@@ -12,8 +12,11 @@ use anyhow::{Context, Result};
 use autoblock::{Action, Config, Controller, Layout, Listed, Net};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod cmd_check;
+mod cmd_restore;
 mod input;
 mod mirror;
+mod setfile;
 
 const EXIT_HELP: &str = "\
 Exit codes:
@@ -93,8 +96,14 @@ enum Command {
     Flush,
     /// Remove everything autoblock created.
     Remove,
-    /// Write the chain as the kernel holds it into the sysconfig files (chain layout).
-    Save,
+    /// Write the chain as the kernel holds it into the sysconfig files (chain layout), or
+    /// with --file the live bans into a ban file (either layout; the set layout's boot state).
+    Save(cmd_restore::SaveArgs),
+    /// Put saved bans back: the sysconfig files' chain in one transaction (chain layout), or
+    /// a ban file written by `save --file` (--file). Expired entries are dropped.
+    Restore(cmd_restore::RestoreArgs),
+    /// Compare the kernel with the sysconfig files (or --file); exit 0 in step, 1 different.
+    Check(cmd_check::CheckArgs),
     /// Show what is in place.
     Status {
         /// Machine-readable output.
@@ -250,7 +259,10 @@ fn run(cli: Cli) -> Result<()> {
         | Command::Unblock(_)
         | Command::Flush
         | Command::Remove
-        | Command::Save => mirror::prepare(&g.sysconfig_dir, &g.chain, mirrored)?,
+        | Command::Restore(_)
+        | Command::Save(cmd_restore::SaveArgs { file: None }) => {
+            mirror::prepare(&g.sysconfig_dir, &g.chain, mirrored)?
+        }
         _ => None,
     };
     let mut out = std::io::stdout().lock();
@@ -326,7 +338,12 @@ fn run(cli: Cli) -> Result<()> {
             }
             writeln!(out, "removed autoblock's chain and jump")?;
         }
-        Command::Save => {
+        Command::Save(cmd_restore::SaveArgs { file: Some(path) }) => {
+            cmd_restore::save_file(cfg, &path, &mut out)?
+        }
+        Command::Restore(a) => cmd_restore::restore(cfg, &a, guard, &mut out)?,
+        Command::Check(a) => cmd_check::run(cfg, g, &a, &mut out)?,
+        Command::Save(_) => {
             let mut ctl = Controller::open(cfg)?;
             match guard {
                 Some(gd) => {

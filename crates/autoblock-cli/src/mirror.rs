@@ -26,7 +26,16 @@ pub fn prepare(dir: &str, chain: &str, enabled: bool) -> Result<Option<Guard>> {
     Ok(Some(Guard { prepared }))
 }
 
-fn to_auto(r: &ParsedRule) -> AutoRule {
+fn family_of(p: &Prepared) -> IpFamily {
+    // By the family, not the path: a symlinked file may have any name.
+    match p.family() {
+        Family::V4 => IpFamily::V4,
+        Family::V6 => IpFamily::V6,
+    }
+}
+
+/// A kernel rule as the mirror writes it.
+pub fn to_auto(r: &ParsedRule) -> AutoRule {
     AutoRule {
         source: r.net.to_string(),
         comment: r.comment.clone(),
@@ -41,6 +50,17 @@ fn to_auto(r: &ParsedRule) -> AutoRule {
 }
 
 impl Guard {
+    /// autoblock's rules as each file has them now: (family, file, rules).
+    pub fn file_rules(&self) -> Result<Vec<(IpFamily, std::path::PathBuf, Vec<AutoRule>)>> {
+        self.prepared
+            .iter()
+            .map(|p| {
+                let fam = family_of(p);
+                Ok((fam, p.path().to_owned(), p.rules()?))
+            })
+            .collect()
+    }
+
     /// Writes what the kernel now holds into both files (or removes the chain from them).
     pub fn write(self, ctl: &mut Controller, removal: bool) -> Result<()> {
         let rules = if removal {
@@ -53,11 +73,7 @@ impl Guard {
             let result = if removal {
                 p.commit_removal()
             } else {
-                let fam = if path.ends_with("ip6tables") {
-                    IpFamily::V6
-                } else {
-                    IpFamily::V4
-                };
+                let fam = family_of(&p);
                 let mine: Vec<AutoRule> = rules
                     .iter()
                     .filter(|(f, _)| *f == fam)

@@ -89,6 +89,18 @@ pub enum AutoTarget {
     },
 }
 
+/// What [`RulesetFile::auto_jump`] found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AutoJump {
+    /// `:CHAIN - [p:b]` is in the section.
+    pub declared: bool,
+    /// `-A INPUT -j CHAIN` (or `-I`) is in the section.
+    pub jump: bool,
+    /// The jump is the first rule of `INPUT` after a restore.
+    pub jump_first: bool,
+}
+
 /// One rule of autoblock's chain as `iptables-save` prints it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct AutoRule {
@@ -375,6 +387,39 @@ impl RulesetFile {
         self.lines
             .push(new_line("COMMIT".into(), ending, LineKind::Commit));
         (start, self.lines.len() - 1)
+    }
+
+    /// Where autoblock's chain stands in the last `*filter` section: whether
+    /// it is declared, and whether the jump `-A INPUT -j CHAIN` exists and is
+    /// the rule a restore puts first in `INPUT` (the first `-A INPUT` line,
+    /// or the last `-I INPUT` line when there are any).
+    pub fn auto_jump(&self, chain: &str) -> AutoJump {
+        let mut out = AutoJump::default();
+        let Some((start, end)) = self.last_filter() else {
+            return out;
+        };
+        let mut first_append: Option<bool> = None;
+        let mut last_insert: Option<bool> = None;
+        for line in &self.lines[start..=end] {
+            match line.kind() {
+                LineKind::Chain { name, .. } if name == chain => out.declared = true,
+                LineKind::Rule {
+                    chain: c, words, ..
+                } if c == "INPUT" => {
+                    let is_jump =
+                        words.len() == 4 && words[2] == b"-j" && words[3] == chain.as_bytes();
+                    out.jump |= is_jump;
+                    if words.first().map(Vec::as_slice) == Some(b"-I") {
+                        last_insert = Some(is_jump);
+                    } else if first_append.is_none() {
+                        first_append = Some(is_jump);
+                    }
+                }
+                _ => {}
+            }
+        }
+        out.jump_first = last_insert.or(first_append).unwrap_or(false);
+        out
     }
 
     /// Reads back autoblock's rules: the `-A CHAIN` lines of the last

@@ -14,6 +14,26 @@
 //! - [`Mirror`] locks, reads and parses the file before the kernel is
 //!   changed, and writes the new version atomically afterwards.
 //!
+//! - [`replace_file`] is the atomic writer behind the mirror, for other
+//!   state files that need the same guarantees.
+//!
+//! # Owner, mode and SELinux label of the written files
+//!
+//! A replaced file keeps its owner and its `security.selinux` label (copied
+//! onto the temporary file before the rename) and gets mode 0600, as the
+//! `iptables` service writes it. A *new* file (no old file to copy from)
+//! would otherwise get the label of the directory (`etc_t` for
+//! `/etc/sysconfig`): only the `iptables_t` domain, or a creation under the
+//! exact name `iptables`/`ip6tables`, gets `system_conf_t` from the policy,
+//! and the temporary name matches neither. So a new file gets the label of
+//! a packaged sibling (`iptables`, `ip6tables`, `iptables-config`,
+//! `ip6tables-config`) when one is labelled, else
+//! `system_u:object_r:system_conf_t:s0` ([`NEW_FILE_LABEL`]) when the
+//! directory itself is labelled (SELinux active), else nothing (no SELinux).
+//! Setting that label is best effort: if the policy refuses it, the file is
+//! still written and `restorecon /etc/sysconfig/iptables` fixes the label.
+//! The owner of a new file is the writing user (root for the service).
+//!
 //! This crate never talks to the kernel and never runs iptables; it only
 //! reads and writes files.
 //!
@@ -79,10 +99,12 @@ mod mirror;
 mod model;
 
 pub use auto::{
-    check_auto_chain, render_rule, AutoRule, AutoTarget, Family, MAX_COMMENT_LEN,
+    check_auto_chain, render_rule, AutoJump, AutoRule, AutoTarget, Family, MAX_COMMENT_LEN,
     MAX_LOG_PREFIX_LEN,
 };
 pub use error::{ChainNameProblem, ModelError, ParseError, ParseErrorKind};
 pub use lex::{save_string, Counters, LineEnding};
-pub use mirror::{Mirror, MirrorError, Outcome, Prepared, LOCK_FILE};
+pub use mirror::{
+    new_file_label, replace_file, Mirror, MirrorError, Outcome, Prepared, LOCK_FILE, NEW_FILE_LABEL,
+};
 pub use model::{Line, LineKind, RulesetFile, MAX_CHAIN_NAME};

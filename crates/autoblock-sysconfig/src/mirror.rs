@@ -272,6 +272,11 @@ impl Prepared {
         &self.path
     }
 
+    /// Which file of the pair this is.
+    pub fn family(&self) -> Family {
+        self.family
+    }
+
     /// The parsed file as read.
     pub fn file(&self) -> &RulesetFile {
         &self.file
@@ -386,30 +391,104 @@ fn remove_stale_temp_files(dir: &Path) {
 /// Temp file in `dir`, write, mode 0600, owner and SELinux label of the
 /// file being replaced, fsync, rename over `path`, fsync `dir`.
 fn atomic_write(dir: &Path, path: &Path, bytes: &[u8], family: Family) -> Result<(), MirrorError> {
+    write_atomically(dir, path, &temp_prefix(family), |w| w.write_all(bytes))
+}
+
+/// SELinux label given to a *new* rules file when SELinux is active: what
+/// the policy assigns to `/etc/sysconfig/ip6?tables.*` (`files.fc`). A file
+/// created by a process outside the `iptables_t` domain under a temporary
+/// name would otherwise get the directory's `etc_t`, and `rename` keeps it.
+pub const NEW_FILE_LABEL: &[u8] = b"system_u:object_r:system_conf_t:s0";
+
+/// Files next to a new rules file whose label is copied when the rules file
+/// itself does not exist yet (the packaged files carry `system_conf_t`).
+const LABEL_DONORS: [&str; 4] = [
+    "iptables",
+    "ip6tables",
+    "iptables-config",
+    "ip6tables-config",
+];
+
+/// Reads a file's SELinux label; `None` when it has none or the file system
+/// has no extended attributes.
+fn read_label(path: &Path) -> Result<Option<Vec<u8>>, io::Error> {
+    match xattr::get(path, SELINUX_XATTR) {
+        Ok(label) => Ok(label),
+        Err(e) if e.raw_os_error() == Some(EOPNOTSUPP) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The label a new file in `dir` should get, following the RHEL policy: the
+/// label of a packaged sibling (`iptables`, `ip6tables`, `iptables-config`,
+/// `ip6tables-config`) if one carries a label, else [`NEW_FILE_LABEL`] when
+/// the directory itself is labelled (SELinux is active), else none.
+pub fn new_file_label(dir: &Path) -> Option<Vec<u8>> {
+    for name in LABEL_DONORS {
+        if let Ok(Some(label)) = read_label(&dir.join(name)) {
+            return Some(label);
+        }
+    }
+    match read_label(dir) {
+        Ok(Some(_)) => Some(NEW_FILE_LABEL.to_vec()),
+        _ => None,
+    }
+}
+
+/// Replaces `path` atomically with what `write` produces: a temporary file
+/// in the same directory (name `.NAME.autoblock-XXXXXX`), mode 0600, the
+/// owner and SELinux label of the file being replaced (a new file gets the
+/// label [`new_file_label`] finds for its directory), fsync, rename over
+/// `path`, fsync of the directory. Readers see the old or the new file,
+/// never a partial one; on error the old file is untouched and the
+/// temporary file is removed.
+///
+/// Used by the mirror, and by callers that keep other state files (such as
+/// a saved list of bans) with the same guarantees. It takes no lock.
+pub fn replace_file(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> Result<(), MirrorError> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    write_atomically(&dir, path, &format!(".{name}.autoblock-"), write)
+}
+
+fn write_atomically(
+    dir: &Path,
+    path: &Path,
+    prefix: &str,
+    write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> Result<(), MirrorError> {
     let old_meta = match fs::metadata(path) {
         Ok(m) => Some(m),
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
         Err(e) => return Err(io_err(path, "reading metadata")(e)),
     };
     let label = if old_meta.is_some() {
-        match xattr::get(path, SELINUX_XATTR) {
-            Ok(label) => label,
-            // A file system without extended attributes has no label to copy.
-            Err(e) if e.raw_os_error() == Some(EOPNOTSUPP) => None,
-            Err(e) => return Err(io_err(path, "reading the SELinux label")(e)),
-        }
+        read_label(path).map_err(io_err(path, "reading the SELinux label"))?
     } else {
         None
     };
 
     let mut tmp = tempfile::Builder::new()
-        .prefix(&temp_prefix(family))
+        .prefix(prefix)
         .permissions(Permissions::from_mode(MODE))
         .tempfile_in(dir)
         .map_err(io_err(dir, "creating a temporary file"))?;
     let tmp_path = tmp.path().to_owned();
+    {
+        let mut w = io::BufWriter::with_capacity(1 << 16, tmp.as_file_mut());
+        write(&mut w).map_err(io_err(&tmp_path, "writing"))?;
+        w.flush().map_err(io_err(&tmp_path, "writing"))?;
+    }
     let f = tmp.as_file_mut();
-    f.write_all(bytes).map_err(io_err(&tmp_path, "writing"))?;
     // Explicitly, in case a umask or default ACL interfered.
     f.set_permissions(Permissions::from_mode(MODE))
         .map_err(io_err(&tmp_path, "setting mode 0600"))?;
@@ -422,12 +501,27 @@ fn atomic_write(dir: &Path, path: &Path, bytes: &[u8], family: Family) -> Result
                 .map_err(io_err(&tmp_path, "copying the owner"))?;
         }
     }
-    if let Some(label) = &label {
-        let current = f.get_xattr(SELINUX_XATTR).ok().flatten();
-        if current.as_deref() != Some(label.as_slice()) {
-            f.set_xattr(SELINUX_XATTR, label)
-                .map_err(io_err(&tmp_path, "copying the SELinux label"))?;
+    match &label {
+        Some(label) => {
+            let current = f.get_xattr(SELINUX_XATTR).ok().flatten();
+            if current.as_deref() != Some(label.as_slice()) {
+                f.set_xattr(SELINUX_XATTR, label)
+                    .map_err(io_err(&tmp_path, "copying the SELinux label"))?;
+            }
         }
+        None if old_meta.is_none() => {
+            // A new file: give it the policy's label for rules files rather
+            // than the directory's. Best effort: if the label cannot be set
+            // the file keeps the directory's default, which `restorecon`
+            // corrects; the write itself must not fail over it.
+            if let Some(want) = new_file_label(dir) {
+                let current = f.get_xattr(SELINUX_XATTR).ok().flatten();
+                if current.as_deref() != Some(want.as_slice()) {
+                    let _ = f.set_xattr(SELINUX_XATTR, &want);
+                }
+            }
+        }
+        None => {}
     }
     f.sync_all().map_err(io_err(&tmp_path, "fsync"))?;
     tmp.persist(path)
