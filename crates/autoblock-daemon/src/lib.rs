@@ -6,3 +6,9 @@
 //! is thin glue around this crate. It executes no program, not even `journalctl`.
 
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod store;
+
+pub use config::{Config, ConfigError, JailConfig};
