@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod source;
 pub mod store;
 
 pub use config::{Config, ConfigError, JailConfig};
