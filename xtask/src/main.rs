@@ -10,6 +10,7 @@
 
 mod bench;
 mod demo;
+mod fuzz;
 mod netns;
 mod test;
 mod util;
@@ -31,6 +32,9 @@ commands:
                              autoblock vs iptables-restore vs nft -f: load N
                              (100000) /32 DROP rules, unblock one; R rounds
                              (1) report medians
+  fuzz [--seconds N] [TARGET…]
+                             run the cargo-fuzz targets of fuzz/ (parse, edit)
+                             N (60) seconds each and print their run counts
   measure [--netns] -- CMD…  run CMD, print its wall time and peak RSS
                              (--netns: inside a fresh network namespace)
   vagrant box [--rebuild]    build (or take from the cache) and register the
@@ -60,6 +64,7 @@ fn dispatch(args: &[String]) -> Result<ExitCode> {
     match command.as_str() {
         "test" => test::run(rest),
         "demo" => demo::run(rest),
+        "fuzz" => fuzz::run(rest),
         "bench" => bench::run(rest),
         "measure" => bench::measure_command(rest),
         "vagrant" => vagrant::run(rest),
