@@ -32,6 +32,14 @@ commands:
                              autoblock vs iptables-restore vs nft -f: load N
                              (100000) /32 DROP rules, unblock one; R rounds
                              (1) report medians
+  bench set [--count N] [--rounds R]
+                             timed set loads, autoblock vs nft -f vs ipset
+                             restore vs one raw batch: N (1000000) IPv4,
+                             N/10 IPv6, N/10 mixed prefixes
+  bench packet [--count N] [--rounds R]
+                             µs per loopback UDP packet: no rules, set layout
+                             at 1M, chain layout at 1k and 10k; N (100000)
+                             packets per repetition, R (9) repetitions
   fuzz [--seconds N] [TARGET…]
                              run the cargo-fuzz targets of fuzz/ (parse, edit)
                              N (60) seconds each and print their run counts

@@ -1,5 +1,5 @@
 //! Throwaway network namespaces for the demo and the benchmarks, and the
-//! per-command measurement (wall time, peak RSS).
+//! per-command measurement (wall time, user/sys CPU, peak RSS).
 //!
 //! A [`Netns`] is a thread that called `unshare(CLONE_NEWNET)`; programs are
 //! spawned from that thread, so they run inside the namespace. The namespace
@@ -193,6 +193,10 @@ pub struct Measured {
     /// Peak resident set size of the process (and of any children it
     /// waited for), from `wait4`'s `ru_maxrss`, in kilobytes.
     pub max_rss_kb: u64,
+    /// CPU time spent in user mode (`ru_utime`, same scope as the RSS).
+    pub user: Duration,
+    /// CPU time spent in the kernel on its behalf (`ru_stime`).
+    pub sys: Duration,
     /// How it ended.
     pub status: ExitStatus,
     /// What it printed on stdout.
@@ -235,7 +239,7 @@ pub fn measure(argv: &[String]) -> Result<Measured> {
         .split_whitespace()
         .filter_map(|f| f.parse().ok())
         .collect();
-    let [wall_ns, max_rss_kb, raw_status] = fields[..] else {
+    let [wall_ns, max_rss_kb, raw_status, user_us, sys_us] = fields[..] else {
         bail!(
             "`{}` could not be measured ({status}): {}",
             argv.join(" "),
@@ -245,6 +249,8 @@ pub fn measure(argv: &[String]) -> Result<Measured> {
     Ok(Measured {
         wall: Duration::from_nanos(wall_ns),
         max_rss_kb,
+        user: Duration::from_micros(user_us),
+        sys: Duration::from_micros(sys_us),
         status: ExitStatus::from_raw(i32::try_from(raw_status).unwrap_or(i32::MAX)),
         stdout,
         stderr,
@@ -261,7 +267,7 @@ fn read_back(file: &mut std::fs::File) -> Result<String> {
 
 /// `xtask __measure RESULT -- CMD…`: spawns CMD with this process's stdio,
 /// reaps it with `wait4` (which reports the rusage of exactly that child)
-/// and writes `WALL_NS MAX_RSS_KB WAIT_STATUS` to RESULT.
+/// and writes `WALL_NS MAX_RSS_KB WAIT_STATUS USER_US SYS_US` to RESULT.
 pub fn wrapper_main(args: &[String]) -> Result<()> {
     let [result, dashes, program, rest @ ..] = args else {
         bail!("usage: xtask {WRAPPER} RESULT -- CMD [ARGS…]");
@@ -294,7 +300,17 @@ pub fn wrapper_main(args: &[String]) -> Result<()> {
     let wall = started.elapsed();
     drop(child);
     // ru_maxrss is in kilobytes on Linux.
-    let report = format!("{} {} {}\n", wall.as_nanos(), usage.ru_maxrss, status);
+    let micros = |t: libc::timeval| {
+        u64::try_from(t.tv_sec).unwrap_or(0) * 1_000_000 + u64::try_from(t.tv_usec).unwrap_or(0)
+    };
+    let report = format!(
+        "{} {} {} {} {}\n",
+        wall.as_nanos(),
+        usage.ru_maxrss,
+        status,
+        micros(usage.ru_utime),
+        micros(usage.ru_stime)
+    );
     std::fs::write(result, report).with_context(|| format!("writing {result}"))?;
     Ok(())
 }

@@ -23,7 +23,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use super::{merge_rounds, row, Check, Scenario, Step, StepResult};
+use super::{
+    load_average, merge_rounds, row, show_ratio, verdict, Check, Scenario, Step, StepResult,
+};
 use crate::util::{build_autoblock, require_root, show_duration, show_kb, Flags};
 
 /// How many single unblocks are measured per tool (different addresses).
@@ -96,14 +98,6 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
-}
-
-/// The 1-minute load average, for judging how busy the machine was.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|text| text.split_whitespace().next().map(str::to_owned))
-        .unwrap_or_else(|| "?".to_owned())
 }
 
 /// N distinct addresses: 10.0.0.1, 10.0.0.2, … (rules only; no traffic).
@@ -329,18 +323,6 @@ fn median_row(label: &str, runs: &[&StepResult]) -> String {
         show_kb(rss),
         show_duration(max)
     )
-}
-
-fn show_ratio(r: Option<f64>) -> String {
-    r.map_or("-".to_owned(), |r| format!("{r:.2}"))
-}
-
-fn verdict(met: Option<bool>) -> &'static str {
-    match met {
-        Some(true) => "met",
-        Some(false) => "MISSED",
-        None => "not measured",
-    }
 }
 
 #[cfg(test)]

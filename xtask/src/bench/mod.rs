@@ -12,6 +12,8 @@
 //! machine's own namespace.
 
 mod chain;
+mod packet;
+mod set;
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -25,11 +27,13 @@ use crate::util::{require_root, show_duration, show_kb};
 /// Runs `cargo xtask bench <name> …`.
 pub fn run(args: &[String]) -> Result<ExitCode> {
     let Some((name, rest)) = args.split_first() else {
-        bail!("usage: cargo xtask bench chain [--count N]");
+        bail!("usage: cargo xtask bench chain|set|packet [--count N] [--rounds R]");
     };
     match name.as_str() {
         "chain" => chain::run(rest),
-        other => bail!("unknown benchmark `{other}` (available: chain)"),
+        "set" => set::run(rest),
+        "packet" => packet::run(rest),
+        other => bail!("unknown benchmark `{other}` (available: chain, set, packet)"),
     }
 }
 
@@ -57,8 +61,10 @@ pub fn measure_command(args: &[String]) -> Result<ExitCode> {
     print!("{}", measured.stdout);
     eprint!("{}", measured.stderr);
     eprintln!(
-        "measure: {} wall, {} peak RSS, {}",
+        "measure: {} wall, {} user, {} sys, {} peak RSS, {}",
         show_duration(measured.wall),
+        show_duration(measured.user),
+        show_duration(measured.sys),
         show_kb(measured.max_rss_kb),
         measured.status
     );
@@ -83,6 +89,16 @@ pub enum Check {
         argv: Vec<String>,
         /// The expected number of rules.
         rules: usize,
+    },
+    /// That `argv` succeeds and `parse` reads exactly `expected` from its
+    /// stdout (an element count, say).
+    Count {
+        /// The counting command.
+        argv: Vec<String>,
+        /// Reads the count from the command's stdout.
+        parse: fn(&str) -> Option<u64>,
+        /// The expected count.
+        expected: u64,
     },
 }
 
@@ -213,6 +229,28 @@ fn run_step(ns: &Netns, step: &Step) -> Result<Measured, String> {
             ));
         }
     }
+    if let Check::Count {
+        argv,
+        parse,
+        expected,
+    } = &step.check
+    {
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let output = ns
+            .check(&argv, "")
+            .map_err(|e| format!("check after the step: {e:#}"))?;
+        let got = parse(&output);
+        if got != Some(*expected) {
+            return Err(format!(
+                "check after the step: `{}` counts {}, expected {expected}",
+                argv.join(" "),
+                got.map_or_else(
+                    || format!("nothing ({:?})", output.trim()),
+                    |n| n.to_string()
+                )
+            ));
+        }
+    }
     Ok(measured)
 }
 
@@ -264,6 +302,28 @@ pub fn merge_rounds(rounds: &[Vec<StepResult>]) -> Vec<StepResult> {
         .collect()
 }
 
+/// The 1-minute load average, for judging how busy the machine was.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|text| text.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".to_owned())
+}
+
+/// A ratio with two decimals, or `-` when it could not be computed.
+pub fn show_ratio(r: Option<f64>) -> String {
+    r.map_or("-".to_owned(), |r| format!("{r:.2}"))
+}
+
+/// Whether a target was met, for the report.
+pub fn verdict(met: Option<bool>) -> &'static str {
+    match met {
+        Some(true) => "met",
+        Some(false) => "MISSED",
+        None => "not measured",
+    }
+}
+
 /// One row of a report table: label, wall, peak RSS (or the failure).
 pub fn row(label: &str, result: Option<&StepResult>) -> String {
     let mut line = format!("  {label:<46}");
@@ -296,6 +356,8 @@ mod tests {
             measured: Ok(Measured {
                 wall: Duration::from_millis(ms),
                 max_rss_kb: kb,
+                user: Duration::ZERO,
+                sys: Duration::ZERO,
                 status: ExitStatus::from_raw(0),
                 stdout: String::new(),
                 stderr: String::new(),
