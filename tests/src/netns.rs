@@ -65,6 +65,9 @@ pub struct Netns {
     inode: u64,
     /// The per-namespace sysconfig directory for the autoblock mirror.
     sysconfig: tempfile::TempDir,
+    /// The per-namespace runtime directory (`AUTOBLOCK_RUNTIME_DIR` of every program run
+    /// here), so no test writes to this machine's `/run/autoblock`.
+    runtime: tempfile::TempDir,
 }
 
 impl Netns {
@@ -102,12 +105,17 @@ impl Netns {
             .prefix("autoblock-sysconfig-")
             .tempdir()
             .unwrap_or_else(|e| panic!("cannot create a temporary sysconfig directory: {e}"));
+        let runtime = tempfile::Builder::new()
+            .prefix("autoblock-run-")
+            .tempdir()
+            .unwrap_or_else(|e| panic!("cannot create a temporary runtime directory: {e}"));
         Netns {
             jobs: Some(jobs),
             thread: Some(thread),
             tid,
             inode,
             sysconfig,
+            runtime,
         }
     }
 
@@ -163,11 +171,23 @@ impl Netns {
 
     /// Like [`Netns::cmd`], with `input` written to the program's stdin.
     pub fn cmd_with_input<S: AsRef<OsStr>>(&self, argv: &[S], input: impl Into<Vec<u8>>) -> Output {
+        self.cmd_full(argv, input, &[])
+    }
+
+    /// Like [`Netns::cmd_with_input`], with extra environment variables.
+    fn cmd_full<S: AsRef<OsStr>>(
+        &self,
+        argv: &[S],
+        input: impl Into<Vec<u8>>,
+        env: &[(&str, &str)],
+    ) -> Output {
         let Some((program, args)) = argv.split_first() else {
             panic!("Netns::cmd needs at least a program name");
         };
         let mut command = Command::new(program);
         command.args(args);
+        command.env("AUTOBLOCK_RUNTIME_DIR", self.runtime.path());
+        command.envs(env.iter().copied());
         let shown = show_argv(argv);
         let input = input.into();
         self.run(move || run_with_input(command, &input))
@@ -204,6 +224,16 @@ impl Netns {
         let bin = crate::autoblock_bin();
         argv[0] = bin.as_os_str();
         self.cmd_with_input(&argv, input)
+    }
+
+    /// Runs the `autoblock` binary with exactly `args` (like [`Netns::autoblock_raw`]) and
+    /// extra environment variables (they win over the namespace's own
+    /// `AUTOBLOCK_RUNTIME_DIR`).
+    pub fn autoblock_env<S: AsRef<OsStr>>(&self, args: &[S], env: &[(&str, &str)]) -> Output {
+        let bin = crate::autoblock_bin();
+        let mut argv: Vec<&OsStr> = vec![bin.as_os_str()];
+        argv.extend(args.iter().map(AsRef::as_ref));
+        self.cmd_full(&argv, Vec::new(), env)
     }
 
     /// Like [`Netns::autoblock`], and returns stdout.
