@@ -16,6 +16,7 @@ mod cmd_check;
 mod cmd_restore;
 mod input;
 mod mirror;
+mod state;
 mod setfile;
 
 const EXIT_HELP: &str = "\
@@ -282,11 +283,12 @@ fn run(cli: Cli) -> Result<()> {
                 mask: a.mask,
             };
             let entries = entries_for(&a.addrs, a.file.as_deref(), a.skip_invalid, &d)?;
-            let mut ctl = Controller::open(cfg)?;
+            let mut ctl = state::open(cfg)?;
             let r = ctl.block(&entries)?;
             if let Some(gd) = guard {
                 gd.write(&mut ctl, false)?;
             }
+            state::keep(&ctl);
             for w in &r.warnings {
                 eprintln!("autoblock: warning: {w}");
             }
@@ -305,11 +307,12 @@ fn run(cli: Cli) -> Result<()> {
             };
             let entries = entries_for(&a.addrs, a.file.as_deref(), a.skip_invalid, &d)?;
             let nets: Vec<Net> = entries.iter().map(|e| e.net).collect();
-            let mut ctl = Controller::open(cfg)?;
+            let mut ctl = state::open(cfg)?;
             let r = ctl.unblock(&nets)?;
             if let Some(gd) = guard {
                 gd.write(&mut ctl, false)?;
             }
+            state::keep(&ctl);
             writeln!(
                 out,
                 "unblocked {}, {} were not blocked",
@@ -325,6 +328,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Flush => {
             let mut ctl = Controller::open(cfg)?;
             let n = ctl.flush()?;
+            state::keep(&ctl);
             if let Some(gd) = guard {
                 gd.write(&mut ctl, false)?;
             }
@@ -333,6 +337,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Remove => {
             let mut ctl = Controller::open(cfg)?;
             ctl.remove()?;
+            state::keep(&ctl);
             if let Some(gd) = guard {
                 gd.write(&mut ctl, true)?;
             }
