@@ -548,6 +548,11 @@ impl Workload {
         let nft_x = ratio(wall("nft"), wall("autoblock"));
         let ipset_x = ratio(wall("ipset"), wall("autoblock"));
         let rss = find("autoblock").and_then(StepResult::rss);
+        let cpu = |tool: &str| {
+            find(tool)
+                .and_then(|r| r.measured.as_ref().ok())
+                .map(|m| (m.user + m.sys).as_secs_f64())
+        };
         if targets {
             let _ = writeln!(
                 out,
@@ -583,6 +588,15 @@ impl Workload {
                 show_ratio(ipset_x)
             );
         }
+        // On a busy machine wall times include waiting for a core; CPU
+        // times are what each tool itself cost.
+        let _ = writeln!(
+            out,
+            "  CPU (user+sys): autoblock / floor: {}; nft -f / autoblock: {}; ipset restore / autoblock: {}",
+            show_ratio(ratio(cpu("autoblock"), cpu("floor"))),
+            show_ratio(ratio(cpu("nft"), cpu("autoblock"))),
+            show_ratio(ratio(cpu("ipset"), cpu("autoblock")))
+        );
         out
     }
 }
