@@ -40,6 +40,9 @@ commands:
                              µs per loopback UDP packet: no rules, set layout
                              at 1M, chain layout at 1k and 10k; N (100000)
                              packets per repetition, R (9) repetitions
+  bench churn [--seconds S]  autoblock::Service under 1, 16, 256 tasks of timed
+                             block/unblock, S (10) seconds each: ops/s, p50/p99/max
+                             latency, vs an `nft add element` loop
   fuzz [--seconds N] [TARGET…]
                              run the cargo-fuzz targets of fuzz/ (parse, edit)
                              N (60) seconds each and print their run counts

@@ -12,6 +12,7 @@
 //! machine's own namespace.
 
 mod chain;
+mod churn;
 mod packet;
 mod set;
 
@@ -31,9 +32,10 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     };
     match name.as_str() {
         "chain" => chain::run(rest),
+        "churn" => churn::run(rest),
         "set" => set::run(rest),
         "packet" => packet::run(rest),
-        other => bail!("unknown benchmark `{other}` (available: chain, set, packet)"),
+        other => bail!("unknown benchmark `{other}` (available: chain, set, packet, churn)"),
     }
 }
 
