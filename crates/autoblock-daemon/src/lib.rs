@@ -9,6 +9,8 @@
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod control;
+pub mod daemon;
 pub mod source;
 pub mod store;
 

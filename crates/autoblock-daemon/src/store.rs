@@ -11,6 +11,10 @@
 //! for it, so every ban it ever reported as applied survives a crash. This module knows nothing
 //! of the kernel, of jails' counting, or of time sources: callers pass `now`.
 
+// redb's own error type is large; the closures below return it only to `write`, which boxes
+// it into `StoreError` at once.
+#![allow(clippy::result_large_err)]
+
 use std::path::{Path, PathBuf};
 
 use redb::{Database, ReadableTable, TableDefinition};
