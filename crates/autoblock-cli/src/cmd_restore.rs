@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
 use anyhow::{Context, Result};
+use autoblock::controller::{BulkError, BulkOptions};
 use autoblock::{Action, Config, Controller, Entry, Layout, Net};
 use autoblock_sysconfig::{AutoRule, AutoTarget};
 use clap::Args;
@@ -128,44 +129,62 @@ fn restore_file(
     out: &mut impl Write,
 ) -> Result<()> {
     let started = Instant::now();
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let loaded = setfile::parse(path, &bytes, SystemTime::now())
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let reader = setfile::Reader::from_read(path, std::io::BufReader::with_capacity(1 << 16, file))
         .map_err(|e| anyhow::anyhow!("{e}; nothing was applied"))?;
-    drop(bytes);
-    let parsed = started.elapsed();
     let mut ctl = Controller::open(cfg)?;
-    let report = if loaded.live.is_empty() {
-        autoblock::Report::default()
-    } else {
-        ctl.block(&loaded.live)
-            .with_context(|| format!("restoring {}: nothing was applied", path.display()))?
+    let report = match ctl.block_stream(reader, BulkOptions::default()) {
+        Ok(r) => r,
+        Err(BulkError::Invalid { count, bad }) => {
+            let first = bad
+                .first()
+                .map(|b| {
+                    format!(
+                        "{}:{}: {} (line: {:?})",
+                        path.display(),
+                        b.line,
+                        b.reason,
+                        b.text
+                    )
+                })
+                .unwrap_or_else(|| path.display().to_string());
+            return Err(anyhow::anyhow!(
+                "{first}; {count} bad line(s), nothing was applied"
+            ));
+        }
+        Err(BulkError::Controller(e)) => {
+            return Err(anyhow::Error::new(e)
+                .context(format!("restoring {}: nothing was applied", path.display())))
+        }
+        Err(e) => {
+            return Err(anyhow::Error::new(e)
+                .context(format!("restoring {}: nothing was applied", path.display())))
+        }
     };
     if let Some(g) = guard {
         g.write(&mut ctl, false)?;
     }
-    for w in report
-        .warnings
-        .iter()
-        .filter(|w| !w.contains("expiry time has passed"))
-    {
+    for w in &report.warnings {
         eprintln!("autoblock: warning: {w}");
     }
-    let late = report
-        .warnings
-        .iter()
-        .filter(|w| w.contains("expiry time has passed"))
-        .count();
+    if !report.is_atomic() {
+        eprintln!(
+            "autoblock: warning: the socket could not send the load as one transaction{}; it was applied in {} transactions",
+            report
+                .split_limit
+                .map(|b| format!(" (largest: {b} bytes)"))
+                .unwrap_or_default(),
+            report.transactions
+        );
+    }
     writeln!(
         out,
-        "restored {} ban(s) from {} ({} new, {} updated, {} already there); {} expired ban(s) dropped; {:.2} s (parse {:.2} s)",
-        loaded.live.len() - late,
+        "restored {} ban(s) from {}; {} expired ban(s) dropped; {} transaction(s), {:.2} s",
+        report.entries,
         path.display(),
-        report.changed.len(),
-        report.updated.len(),
-        report.unchanged.len(),
-        loaded.expired + late,
+        report.expired,
+        report.transactions,
         started.elapsed().as_secs_f64(),
-        parsed.as_secs_f64(),
     )?;
     Ok(())
 }

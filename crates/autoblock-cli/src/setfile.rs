@@ -28,10 +28,11 @@
 //! * Lines end in `\n`. The file is UTF-8.
 
 use std::fmt::Write as _;
-use std::io::{self, Write};
+use std::io::{self, BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use autoblock::controller::BadEntry;
 use autoblock::{Entry, Net};
 
 /// The header's format name.
@@ -83,77 +84,150 @@ pub struct Loaded {
 /// Parses a whole ban file. `now` decides which bans have expired. Any bad line makes the
 /// whole file fail (the first bad line is reported).
 pub fn parse(path: &Path, bytes: &[u8], now: SystemTime) -> Result<Loaded, SetFileError> {
-    let err = |line: usize, text: &[u8], reason: String| SetFileError {
-        path: path.to_owned(),
-        line,
-        text: shorten(text),
-        reason,
-    };
-    if bytes.is_empty() {
-        return Err(err(
-            0,
-            b"",
-            format!("empty file; a ban file starts with `{MAGIC} {VERSION}`"),
-        ));
-    }
-    let mut lines = bytes.split(|&b| b == b'\n').enumerate();
-    let header = lines.next().map(|(_, h)| h).unwrap_or_default();
-    check_header(header).map_err(|reason| err(1, header, reason))?;
-    if !bytes.ends_with(b"\n") {
-        let n = bytes.split(|&b| b == b'\n').count();
-        let last = bytes.rsplit(|&b| b == b'\n').next().unwrap_or_default();
-        return Err(err(
-            n,
-            last,
-            "the last line has no newline: the file is truncated".into(),
-        ));
-    }
-    let now_secs = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
     let mut out = Loaded::default();
-    for (i, raw) in lines {
-        if raw.is_empty() || raw[0] == b'#' {
-            continue;
+    for item in Reader::new(path, bytes)? {
+        let (_, e) = item.map_err(|b| SetFileError {
+            path: path.to_owned(),
+            line: usize::try_from(b.line).unwrap_or(usize::MAX),
+            text: b.text,
+            reason: b.reason,
+        })?;
+        match e.expires {
+            Some(t) if t <= now => out.expired += 1,
+            _ => out.live.push(e),
         }
-        let n = i + 1;
-        let line = std::str::from_utf8(raw).map_err(|_| err(n, raw, "not UTF-8".into()))?;
-        let (net, rest) = line
-            .split_once(' ')
-            .ok_or_else(|| err(n, raw, "expected `NET EXPIRES [COMMENT]`".into()))?;
-        let (exp, comment) = match rest.split_once(' ') {
-            Some((e, c)) => (e, Some(c)),
-            None => (rest, None),
-        };
-        let net = Net::parse(net, false).map_err(|e| err(n, raw, e.to_string()))?;
-        let expires = match exp {
-            "-" => None,
-            t if !t.is_empty() && t.len() <= 12 && t.bytes().all(|b| b.is_ascii_digit()) => {
-                Some(t.parse::<u64>().map_err(|e| err(n, raw, e.to_string()))?)
-            }
-            _ => {
-                return Err(err(
-                    n,
-                    raw,
-                    format!("bad expiry {exp:?}: `-` or seconds since the epoch"),
-                ))
-            }
-        };
-        let comment = match comment {
-            Some(c) => Some(unescape(c).map_err(|r| err(n, raw, r))?),
-            None => None,
-        };
-        if let Some(t) = expires {
-            if t <= now_secs {
-                out.expired += 1;
-                continue;
-            }
-        }
-        out.live.push(Entry {
-            net,
-            comment,
-            expires: expires.map(|t| UNIX_EPOCH + Duration::from_secs(t)),
-        });
     }
     Ok(out)
+}
+
+/// Streams the bans of a ban file, numbered by line, without keeping them: what
+/// `Controller::block_stream` takes. The header is checked when the reader is made;
+/// a bad line comes out as a `BadEntry` (with its line number), so a load refuses the
+/// file before anything reaches the kernel. Expired bans are passed on (the load counts
+/// and drops them).
+#[derive(Debug)]
+pub struct Reader<R> {
+    input: R,
+    line: u64,
+    buf: Vec<u8>,
+    done: bool,
+}
+
+impl<'a> Reader<&'a [u8]> {
+    /// A reader of a file held in memory.
+    pub fn new(path: &Path, bytes: &'a [u8]) -> Result<Self, SetFileError> {
+        Reader::from_read(path, bytes)
+    }
+}
+
+impl<R: BufRead> Reader<R> {
+    /// Reads and checks the header line of `input`.
+    pub fn from_read(path: &Path, mut input: R) -> Result<Self, SetFileError> {
+        let err = |line: usize, text: &[u8], reason: String| SetFileError {
+            path: path.to_owned(),
+            line,
+            text: shorten(text),
+            reason,
+        };
+        let mut header = Vec::new();
+        input
+            .read_until(b'\n', &mut header)
+            .map_err(|e| err(0, b"", format!("reading: {e}")))?;
+        if header.is_empty() {
+            return Err(err(
+                0,
+                b"",
+                format!("empty file; a ban file starts with `{MAGIC} {VERSION}`"),
+            ));
+        }
+        let complete = header.last() == Some(&b'\n');
+        if complete {
+            header.pop();
+        }
+        check_header(&header).map_err(|reason| err(1, &header, reason))?;
+        Ok(Reader {
+            input,
+            line: 1,
+            buf: Vec::with_capacity(256),
+            done: !complete,
+        })
+    }
+}
+
+impl<R: BufRead> Iterator for Reader<R> {
+    type Item = Result<(u64, Entry), BadEntry>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if self.done {
+                return None;
+            }
+            self.buf.clear();
+            self.line += 1;
+            match self.input.read_until(b'\n', &mut self.buf) {
+                Ok(0) => {
+                    self.done = true;
+                    return None;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(BadEntry::new(self.line, "", format!("reading: {e}"))));
+                }
+            }
+            if self.buf.pop() != Some(b'\n') {
+                self.done = true;
+                return Some(Err(BadEntry::new(
+                    self.line,
+                    shorten(&self.buf),
+                    "the last line has no newline: the file is truncated",
+                )));
+            }
+            match parse_line(&self.buf) {
+                Ok(None) => continue,
+                Ok(Some(e)) => return Some(Ok((self.line, e))),
+                Err(reason) => {
+                    return Some(Err(BadEntry::new(self.line, shorten(&self.buf), reason)))
+                }
+            }
+        }
+    }
+}
+
+/// One line without its newline: `Ok(None)` for blank and `#` lines.
+fn parse_line(raw: &[u8]) -> Result<Option<Entry>, String> {
+    if raw.is_empty() || raw[0] == b'#' {
+        return Ok(None);
+    }
+    let line = std::str::from_utf8(raw).map_err(|_| "not UTF-8".to_owned())?;
+    let (net, rest) = line
+        .split_once(' ')
+        .ok_or_else(|| "expected `NET EXPIRES [COMMENT]`".to_owned())?;
+    let (exp, comment) = match rest.split_once(' ') {
+        Some((e, c)) => (e, Some(c)),
+        None => (rest, None),
+    };
+    let net = Net::parse(net, false).map_err(|e| e.to_string())?;
+    let expires = match exp {
+        "-" => None,
+        t if !t.is_empty() && t.len() <= 12 && t.bytes().all(|b| b.is_ascii_digit()) => {
+            Some(t.parse::<u64>().map_err(|e| e.to_string())?)
+        }
+        _ => {
+            return Err(format!(
+                "bad expiry {exp:?}: `-` or seconds since the epoch"
+            ))
+        }
+    };
+    let comment = match comment {
+        Some(c) => Some(unescape(c)?),
+        None => None,
+    };
+    Ok(Some(Entry {
+        net,
+        comment,
+        expires: expires.map(|t| UNIX_EPOCH + Duration::from_secs(t)),
+    }))
 }
 
 fn check_header(header: &[u8]) -> Result<(), String> {
