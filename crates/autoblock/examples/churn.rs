@@ -172,7 +172,11 @@ async fn churn(
     let held: usize = status.iter().map(|s| s.entries).sum();
     // Every task ends with between 0 and `window` addresses still blocked.
     if held > n * window {
-        return Err(format!("the sets hold {held} entries, expected at most {}", n * window).into());
+        return Err(format!(
+            "the sets hold {held} entries, expected at most {}",
+            n * window
+        )
+        .into());
     }
     let mut ctl = Controller::open(Config::default().layout(Layout::Set).table("churn"))?;
     ctl.remove()?;
@@ -206,7 +210,12 @@ fn shell_out_peer(run_for: Duration) -> Result<Figures, Box<dyn std::error::Erro
     };
     nft(&["add", "table", "inet", "churnpeer"])?;
     nft(&[
-        "add", "set", "inet", "churnpeer", "addr4", "{ type ipv4_addr; flags timeout; }",
+        "add",
+        "set",
+        "inet",
+        "churnpeer",
+        "addr4",
+        "{ type ipv4_addr; flags timeout; }",
     ])?;
     let start = Instant::now();
     let mut lat = Vec::new();
