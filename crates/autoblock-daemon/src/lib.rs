@@ -11,6 +11,7 @@
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod monitor;
 pub mod source;
 pub mod store;
 
