@@ -27,6 +27,83 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! # Guide
+//!
+//! ## Entries and their checks (no root needed)
+//!
+//! An [`Entry`] is a normalised [`Net`] (host bits refused unless you ask to clear them,
+//! `::ffff:a.b.c.d` read as IPv4) with an optional comment and expiry. Parsing errors carry
+//! the text they refused:
+//!
+//! ```
+//! use std::time::Duration;
+//! use autoblock::{Entry, InputError, Net};
+//!
+//! let net = Net::parse("198.51.100.0/24", false)?;
+//! assert_eq!(net.prefix_len(), 24);
+//! assert_eq!(Net::parse("::ffff:192.0.2.9", false)?.to_string(), "192.0.2.9/32");
+//! match Net::parse("198.51.100.1/24", false) {
+//!     Err(InputError::HostBits { masked, .. }) => assert_eq!(masked, "198.51.100.0/24"),
+//!     other => panic!("{other:?}"),
+//! }
+//! let e = Entry::new(net)
+//!     .with_comment("ssh brute force")
+//!     .with_timeout(Duration::from_secs(3600));
+//! assert!(e.expires.is_some());
+//! # Ok::<(), InputError>(())
+//! ```
+//!
+//! ## Configuration
+//!
+//! [`Config`] is a builder; [`Config::validate`] checks names and lengths (the controller
+//! calls it too):
+//!
+//! ```
+//! use autoblock::{Action, Config, Layout, Net};
+//!
+//! let cfg = Config::default()
+//!     .layout(Layout::Set)
+//!     .action(Action::Reject)
+//!     .allow(["192.0.2.0/24".parse::<Net>()?]);
+//! cfg.validate()?;
+//! assert!(Config::default().chain("INPUT").validate().is_err());
+//! # Ok::<(), autoblock::InputError>(())
+//! ```
+//!
+//! ## Blocking, syncing, reading counters (root, synchronous)
+//!
+//! The [`Controller`] needs no async runtime. Each call is one transaction (the set layout's
+//! `sync` is two, each atomic) and returns a [`Report`] saying what changed:
+//!
+//! ```no_run
+//! use autoblock::{Config, Controller, Entry, Layout};
+//!
+//! let mut ctl = Controller::open(Config::default().layout(Layout::Set))?;
+//! let desired = vec![Entry::new("203.0.113.0/24".parse()?)];
+//! let report = ctl.sync(&desired)?; // block what is missing, unblock the rest
+//! println!("+{} -{}", report.changed.len(), report.removed.len());
+//! for fam in ctl.status()? {
+//!     println!("{:?}: {} entries, {} packets dropped", fam.family, fam.entries, fam.packets);
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## Many concurrent callers: the async service (feature `tokio`)
+//!
+//! `service::Service` is a cloneable handle to one worker that owns the controller. Requests
+//! arriving while a transaction is in flight are merged into the next one, and each caller
+//! still learns which of its entries were applied, were already in place, or failed and why.
+//! See the `service` module for an example, and `examples/` for complete programs:
+//! `block_list`, `sync_blocklist`, `counters`, `service_load` and `churn` (the benchmark's
+//! load generator).
+//!
+//! ## Errors and tracing
+//!
+//! [`Error`] and [`InputError`] are `#[non_exhaustive]` enums whose messages name the
+//! offending input (the entry, the setting, the kernel's errno). Every transaction runs in a
+//! `tracing` span (`commit` with its operation count and size; `block`/`set_block` with the
+//! entry count; the service's `service_round` with requests, entries and microseconds).
+//!
 //! This crate knows nothing of files, logs or the command line; see `autoblock-cli`.
 
 #![deny(missing_docs)]

@@ -22,6 +22,35 @@
 //!    rejects one element, that entry fails for its caller and the rest is retried without
 //!    it; an error that names no entry makes each request of the round retry on its own, so
 //!    each caller gets the error of its own request.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use autoblock::{Config, Controller, Entry, Layout, Service, ServiceOptions};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let ctl = Controller::open(Config::default().layout(Layout::Set))?;
+//! let (svc, worker) = Service::start(ctl, ServiceOptions::default().queue(1024));
+//! let mut tasks = Vec::new();
+//! for i in 0..100u32 {
+//!     let svc = svc.clone();
+//!     tasks.push(tokio::spawn(async move {
+//!         let net = format!("198.51.100.{}", i % 250).parse()?;
+//!         let entry = Entry::new(net).with_timeout(Duration::from_secs(600));
+//!         let outcome = svc.block(vec![entry]).await?;
+//!         for (net, why) in &outcome.failed {
+//!             eprintln!("{net} not blocked: {why}");
+//!         }
+//!         Ok::<_, Box<dyn std::error::Error + Send + Sync>>(outcome.applied.len())
+//!     }));
+//! }
+//! for t in tasks {
+//!     t.await?.map_err(|e| e.to_string())?;
+//! }
+//! svc.shutdown().await; // applies what is queued, then the worker ends
+//! worker.await??;
+//! # Ok(())
+//! # }
+//! ```
 
 use std::collections::HashMap;
 use std::future::Future;
