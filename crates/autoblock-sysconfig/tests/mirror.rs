@@ -5,6 +5,7 @@
 //! Crash safety (SIGKILL while mirroring) is in `crash.rs`.
 
 use std::fs;
+use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::sync::mpsc;
@@ -388,4 +389,99 @@ fn large_chain_commit_time() {
     eprintln!("10,000-rule chain: first write {first:?}, +1 rule {add:?}, -1 rule {remove:?}");
     // Generous bound for a debug build on a loaded 2-core machine.
     assert!(add.as_secs() < 10 && remove.as_secs() < 10);
+}
+
+#[test]
+fn a_new_file_gets_the_label_of_rules_files_not_the_directorys() {
+    if !require_root("setting security.selinux") {
+        return;
+    }
+    // A labelled sibling (the packaged iptables-config) lends its label.
+    let (dir, mirror) = setup(None);
+    let sibling = b"system_u:object_r:system_conf_t:s0:c1\0";
+    fs::write(dir.path().join("iptables-config"), "").unwrap();
+    xattr::set(
+        dir.path().join("iptables-config"),
+        "security.selinux",
+        sibling,
+    )
+    .unwrap();
+    mirror
+        .prepare(Family::V6)
+        .unwrap()
+        .commit(&[rule("2001:db8::1", "x")])
+        .unwrap();
+    assert_eq!(
+        xattr::get(mirror.path(Family::V6), "security.selinux")
+            .unwrap()
+            .as_deref(),
+        Some(&sibling[..])
+    );
+
+    // No labelled sibling, but a labelled directory: SELinux is on, so the
+    // policy's label for /etc/sysconfig/ip6?tables.* is set.
+    let (dir, mirror) = setup(None);
+    xattr::set(
+        dir.path(),
+        "security.selinux",
+        b"system_u:object_r:etc_t:s0\0",
+    )
+    .unwrap();
+    assert_eq!(
+        autoblock_sysconfig::new_file_label(dir.path()).as_deref(),
+        Some(autoblock_sysconfig::NEW_FILE_LABEL)
+    );
+    mirror
+        .prepare(Family::V4)
+        .unwrap()
+        .commit(&[rule("192.0.2.1", "x")])
+        .unwrap();
+    assert_eq!(
+        xattr::get(mirror.path(Family::V4), "security.selinux")
+            .unwrap()
+            .as_deref(),
+        Some(autoblock_sysconfig::NEW_FILE_LABEL)
+    );
+}
+
+#[test]
+fn without_labels_a_new_file_gets_none() {
+    let dir = tempfile::tempdir().unwrap();
+    if xattr::get(dir.path(), "security.selinux")
+        .ok()
+        .flatten()
+        .is_some()
+    {
+        eprintln!("!!! NOT RUN: this machine labels files (SELinux is on)");
+        return;
+    }
+    assert_eq!(autoblock_sysconfig::new_file_label(dir.path()), None);
+}
+
+#[test]
+fn replace_file_is_atomic_and_keeps_the_old_file_on_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bans.save");
+    autoblock_sysconfig::replace_file(&path, |w| w.write_all(b"one\n")).unwrap();
+    assert_eq!(fs::read(&path).unwrap(), b"one\n");
+    assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
+    let err = autoblock_sysconfig::replace_file(&path, |w| {
+        w.write_all(b"half")?;
+        Err(std::io::Error::other("the source failed"))
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("bans.save"), "{err}");
+    assert!(err.to_string().contains("the source failed"), "{err}");
+    assert_eq!(fs::read(&path).unwrap(), b"one\n", "old file kept");
+    let names: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        names,
+        [std::ffi::OsString::from("bans.save")],
+        "no temp file left"
+    );
+    // A missing directory is an error naming it, not a panic.
+    assert!(autoblock_sysconfig::replace_file(&dir.path().join("no/such"), |_| Ok(())).is_err());
 }
