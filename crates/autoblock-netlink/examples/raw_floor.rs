@@ -8,7 +8,7 @@
 //! timeout. Prints the time spent reading, encoding and committing to stderr.
 //!
 //! `raw_floor count`: prints the number of elements the kernel counts in table
-//! `inet autoblock` (`NFTA_SET_COUNT`, kernels ≥ 6.16; no element dump).
+//! `inet autoblock` (`NFTA_SET_COUNT` on kernels ≥ 6.16, an element dump before).
 //!
 //! It deliberately does no validation beyond what parsing needs (no masking, no allowlist,
 //! no duplicate or overlap checks, no reading of the existing ruleset) and creates no chain
@@ -145,14 +145,22 @@ fn count() -> Res<()> {
     let sets = conn.list_sets(Family::Inet, Some(TABLE))?;
     let mut total = 0u64;
     for s in &sets.items {
-        let Some(n) = s.count else {
-            return Err(format!(
-                "set {} reports no element count (needs Linux ≥ 6.16)",
-                s.name
-            )
-            .into());
+        total += match s.count {
+            Some(n) => u64::from(n),
+            None => {
+                // Kernels before 6.16 report no count: dump the set (slow
+                // for large sets, but exact).
+                let n = std::cell::Cell::new(0u64);
+                conn.for_each_element(
+                    Family::Inet,
+                    TABLE,
+                    &s.name,
+                    || n.set(0),
+                    |_| n.set(n.get() + 1),
+                )?;
+                n.get()
+            }
         };
-        total += u64::from(n);
     }
     println!("{total}");
     Ok(())
