@@ -5,7 +5,6 @@
 //! Crash safety (SIGKILL while mirroring) is in `crash.rs`.
 
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::sync::mpsc;
