@@ -149,12 +149,16 @@ fn run_target(fuzz_dir: &Path, target: &str, seconds: u64) -> Result<Outcome> {
     let started = Instant::now();
     let mut child = cmd.spawn().context("running cargo fuzz")?;
     let mut runs = None;
+    let mut fuzz_secs = None;
     let mut tail: Vec<String> = Vec::new();
     if let Some(err) = child.stderr.take() {
         for line in BufReader::new(err).lines() {
             let line = line.unwrap_or_default();
             if let Some(n) = parse_runs(&line) {
                 runs = Some(n);
+            }
+            if let Some(s) = parse_seconds(&line) {
+                fuzz_secs = Some(s);
             }
             // Progress lines are many; keep the build output and the end.
             if line.starts_with('#') {
@@ -174,7 +178,8 @@ fn run_target(fuzz_dir: &Path, target: &str, seconds: u64) -> Result<Outcome> {
     Ok(Outcome {
         target: target.to_owned(),
         runs,
-        seconds: started.elapsed().as_secs_f64(),
+        // libFuzzer's own figure excludes the build; the wall clock is the fallback.
+        seconds: fuzz_secs.unwrap_or_else(|| started.elapsed().as_secs_f64()),
         ok: status.success(),
     })
 }
@@ -191,9 +196,15 @@ fn parse_runs(line: &str) -> Option<u64> {
         .ok()
 }
 
+/// The seconds of `Done N runs in S second(s)`.
+fn parse_seconds(line: &str) -> Option<f64> {
+    let rest = line.strip_prefix("Done ")?;
+    rest.split(" in ").nth(1)?.split(' ').next()?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
-    use super::parse_runs;
+    use super::{parse_runs, parse_seconds};
 
     #[test]
     fn final_counts_are_read() {
@@ -203,5 +214,10 @@ mod tests {
         );
         assert_eq!(parse_runs("stat::number_of_executed_units: 42"), Some(42));
         assert_eq!(parse_runs("#1024 pulse cov: 10 ft: 20"), None);
+        assert_eq!(
+            parse_seconds("Done 1234567 runs in 61 second(s)"),
+            Some(61.0)
+        );
+        assert_eq!(parse_seconds("stat::number_of_executed_units: 42"), None);
     }
 }
