@@ -14,6 +14,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod cmd_check;
 mod cmd_restore;
+mod cmd_scan;
 mod input;
 mod mirror;
 mod state;
@@ -105,6 +106,8 @@ enum Command {
     Restore(cmd_restore::RestoreArgs),
     /// Compare the kernel with the sysconfig files (or --file); exit 0 in step, 1 different.
     Check(cmd_check::CheckArgs),
+    /// Find authentication failures in a log file (or what a jail would have banned).
+    Scan(cmd_scan::ScanArgs),
     /// Show what is in place.
     Status {
         /// Machine-readable output.
@@ -348,6 +351,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Restore(a) => cmd_restore::restore(cfg, &a, guard, &mut out)?,
         Command::Check(a) => cmd_check::run(cfg, g, &a, &mut out)?,
+        Command::Scan(a) => cmd_scan::run(&a, &mut out)?,
         Command::Save(_) => {
             let mut ctl = Controller::open(cfg)?;
             match guard {
