@@ -177,6 +177,20 @@ fn restore_applies_the_live_entries_and_drops_expired_ones_from_kernel_and_file(
 }
 
 #[test]
+fn restore_without_files_refuses_rather_than_emptying_the_chain() {
+    let ns = Netns::new();
+    ns.autoblock_ok(&["--no-mirror", "block", "198.51.100.9"]);
+    let out = run(&ns, &["restore"]);
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("nothing was applied"),
+        "{}",
+        output_text(&out)
+    );
+    assert!(iptables(&ns, &["-S", "INPUT-AUTO"]).contains("198.51.100.9/32"));
+}
+
+#[test]
 fn restore_of_a_malformed_file_changes_nothing() {
     let ns = Netns::new();
     ns.autoblock_ok(&["block", "198.51.100.9"]);

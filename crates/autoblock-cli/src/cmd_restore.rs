@@ -254,6 +254,13 @@ fn file_entries(
 }
 
 fn restore_chain(mut cfg: Config, guard: Guard, out: &mut impl Write) -> Result<()> {
+    if !guard.any_file_exists() {
+        // Restoring "nothing" would remove every entry of the chain: refuse instead (a
+        // wrong --sysconfig-dir, or files removed by hand).
+        return Err(anyhow::anyhow!(
+            "neither iptables nor ip6tables exists in the sysconfig directory; nothing was applied"
+        ));
+    }
     let now = SystemTime::now();
     let entries = file_entries(guard.file_rules()?)?;
     let total = entries.len();

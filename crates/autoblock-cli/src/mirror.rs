@@ -50,6 +50,11 @@ pub fn to_auto(r: &ParsedRule) -> AutoRule {
 }
 
 impl Guard {
+    /// Whether at least one of the two files exists.
+    pub fn any_file_exists(&self) -> bool {
+        self.prepared.iter().any(Prepared::existed)
+    }
+
     /// autoblock's rules as each file has them now: (family, file, rules).
     pub fn file_rules(&self) -> Result<Vec<(IpFamily, std::path::PathBuf, Vec<AutoRule>)>> {
         self.prepared
