@@ -535,6 +535,13 @@ impl Workload {
         for (shown, tool) in rows {
             let _ = writeln!(out, "{}", cpu_row(shown, find(tool), floor));
         }
+        // The floor's own breakdown (how much of it is the kernel's commit).
+        if let Some(line) = find("floor")
+            .and_then(|r| r.measured.as_ref().ok())
+            .and_then(|m| m.stderr.lines().rfind(|l| l.starts_with("raw_floor:")))
+        {
+            let _ = writeln!(out, "  {line}");
+        }
         let wall = |tool: &str| {
             find(tool)
                 .and_then(StepResult::wall)
