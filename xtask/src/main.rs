@@ -43,6 +43,10 @@ commands:
   bench churn [--seconds S]  autoblock::Service under 1, 16, 256 tasks of timed
                              block/unblock, S (10) seconds each: ops/s, p50/p99/max
                              latency, vs an `nft add element` loop
+  bench detect [--lines N] [--peer-lines M]
+                             log lines/s: autoblock scan on N (2000000) generated
+                             sshd lines vs fail2ban-regex and sshguard's parser on
+                             the first M (200000)
   fuzz [--seconds N] [TARGET…]
                              run the cargo-fuzz targets of fuzz/ (parse, edit)
                              N (60) seconds each and print their run counts

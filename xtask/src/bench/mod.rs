@@ -13,6 +13,7 @@
 
 mod chain;
 mod churn;
+mod detect;
 mod packet;
 mod set;
 
@@ -33,9 +34,10 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     match name.as_str() {
         "chain" => chain::run(rest),
         "churn" => churn::run(rest),
+        "detect" => detect::run(rest),
         "set" => set::run(rest),
         "packet" => packet::run(rest),
-        other => bail!("unknown benchmark `{other}` (available: chain, set, packet, churn)"),
+        other => bail!("unknown benchmark `{other}` (available: chain, set, packet, churn, detect)"),
     }
 }
 

@@ -1,0 +1,353 @@
+//! `cargo xtask bench detect [--lines N] [--peer-lines M]`: log scanning speed of
+//! `autoblock scan` side by side with fail2ban's `fail2ban-regex` and sshguard's parser, on
+//! the same generated log.
+//!
+//! It writes a realistic syslog-format auth log (deterministic, seeded): sshd noise
+//! (accepted keys, session open/close, disconnects, cron and systemd lines) and failures from
+//! 100,000 distinct addresses (IPv4 and IPv6; failed passwords, invalid users with their PAM
+//! lines, AllowUsers refusals, too many attempts). `autoblock scan` (release build) reads
+//! all N lines (default 2,000,000); the peers read the first M (default 200,000) of the same
+//! file, because they are much slower. Every command runs inside one fresh, empty network
+//! namespace (sshguard resolves host names; neither peer must see this machine's network),
+//! its output thrown away; lines/s = lines / wall time of the whole process.
+//!
+//! The peers are the Debian packages `fail2ban` and `sshguard`; if missing they are
+//! installed with `apt-get` while a `/usr/sbin/policy-rc.d` that exits 101 is in place, so
+//! that neither service starts (a running one would firewall this machine); whatever
+//! policy-rc.d was there before is put back.
+//!
+//! The burst and latency parts of issue 8 §6 need the daemon (`autoblock run`); until it
+//! exists they print `-`. The last line printed is
+//! `detect: <n> lines/s (fail2ban-regex <n> lines/s, sshguard <n> lines/s) burst <s> s
+//! latency p99 <ms> ms`.
+
+use std::fmt::Write as _;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use super::{load_average, verdict};
+use crate::netns::{Measured, Netns};
+use crate::util::{build_autoblock, find_program, require_root, show_duration, Flags};
+
+/// Target: lines per second of `autoblock scan` on one core.
+const LINES_TARGET: f64 = 1_000_000.0;
+/// Target: how many times faster than fail2ban-regex.
+const RATIO_TARGET: f64 = 50.0;
+/// Distinct attacking addresses in the generated log.
+const ATTACKERS: u32 = 100_000;
+const SSHG_PARSER: &str = "/usr/libexec/sshguard/sshg-parser";
+
+/// Runs `cargo xtask bench detect`.
+pub fn run(args: &[String]) -> Result<ExitCode> {
+    let flags = Flags::parse(args, &[], &["--lines", "--peer-lines"])?;
+    let count = |key: &str, default: u64| -> Result<u64> {
+        match flags.value(key) {
+            Some(v) => v.parse().with_context(|| format!("{key} {v}")),
+            None => Ok(default),
+        }
+    };
+    let lines = count("--lines", 2_000_000)?;
+    let peer_lines = count("--peer-lines", 200_000)?.min(lines);
+    if lines < 1000 {
+        bail!("--lines must be at least 1000");
+    }
+    require_root("cargo xtask bench detect")?;
+    install_peers()?;
+    let bin = build_autoblock(true)?;
+    let dir = tempfile::tempdir().context("temporary directory")?;
+    let full = dir.path().join("auth.log");
+    let sample = dir.path().join("auth-sample.log");
+    let failures = generate(&full, &sample, lines, peer_lines)?;
+    println!(
+        "bench detect: {lines} syslog lines ({failures} failure lines from {ATTACKERS} addresses); \
+         peers read the first {peer_lines}; one fresh, empty network namespace; load {}",
+        load_average()
+    );
+    let ns = Netns::new()?;
+    let sh = |cmd: String| vec!["sh".to_owned(), "-c".to_owned(), cmd];
+    let q = |p: &Path| format!("'{}'", p.display());
+
+    let ours = ns.measure(&sh(format!(
+        "{} scan --filter sshd --json --utc {} >/dev/null",
+        q(&bin),
+        q(&full)
+    )))?;
+    let ours_rate = rate("autoblock scan", &ours, lines)?;
+    let summary = ours.stderr.lines().last().unwrap_or("").to_owned();
+    let ours_small = ns.measure(&sh(format!(
+        "{} scan --filter sshd --json --utc {} >/dev/null",
+        q(&bin),
+        q(&sample)
+    )))?;
+    let ours_small_rate = rate("autoblock scan (sample)", &ours_small, peer_lines)?;
+
+    let f2b = ns.measure(&sh(format!(
+        "fail2ban-regex --print-no-missed --print-no-ignored {} sshd",
+        q(&sample)
+    )))?;
+    let f2b_rate = rate("fail2ban-regex", &f2b, peer_lines).ok();
+    let f2b_matched = f2b
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("Lines:"))
+        .unwrap_or("")
+        .to_owned();
+    let sshg = ns.measure(&sh(format!("{SSHG_PARSER} < {} | wc -l", q(&sample))))?;
+    let sshg_rate = rate("sshg-parser", &sshg, peer_lines).ok();
+
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "  autoblock scan     {:>10.0} lines/s  ({lines} lines in {}; {summary})",
+        ours_rate,
+        show_duration(ours.wall)
+    );
+    let _ = writeln!(
+        out,
+        "  autoblock scan     {:>10.0} lines/s  (the {peer_lines}-line sample in {})",
+        ours_small_rate,
+        show_duration(ours_small.wall)
+    );
+    let _ = writeln!(
+        out,
+        "  fail2ban-regex     {:>10.0} lines/s  ({peer_lines} lines in {}; {})",
+        f2b_rate.unwrap_or(0.0),
+        show_duration(f2b.wall),
+        f2b_matched.trim()
+    );
+    let _ = writeln!(
+        out,
+        "  sshguard parser    {:>10.0} lines/s  ({peer_lines} lines in {}; {} attacks)",
+        sshg_rate.unwrap_or(0.0),
+        show_duration(sshg.wall),
+        sshg.stdout.trim()
+    );
+    print!("{out}");
+    let ratio = f2b_rate.map(|f| ours_rate / f);
+    println!(
+        "targets: >= {LINES_TARGET:.0} lines/s on one core: {}; >= {RATIO_TARGET}x fail2ban-regex: {} ({})",
+        verdict(Some(ours_rate >= LINES_TARGET)),
+        verdict(ratio.map(|r| r >= RATIO_TARGET)),
+        ratio.map_or_else(|| "n/a".to_owned(), |r| format!("{r:.0}x"))
+    );
+    println!("burst and latency: wait for the daemon (`autoblock run`)");
+    let show = |r: Option<f64>| r.map_or_else(|| "-".to_owned(), |r| format!("{r:.0}"));
+    println!(
+        "detect: {ours_rate:.0} lines/s (fail2ban-regex {} lines/s, sshguard {} lines/s) burst - s latency p99 - ms",
+        show(f2b_rate),
+        show(sshg_rate)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn rate(what: &str, m: &Measured, lines: u64) -> Result<f64> {
+    if !m.status.success() {
+        bail!(
+            "{what} failed ({}): {}",
+            m.status,
+            m.stderr.lines().last().unwrap_or("")
+        );
+    }
+    Ok(lines as f64 / m.wall.max(Duration::from_micros(1)).as_secs_f64())
+}
+
+/// Installs fail2ban and sshguard if missing, with service start-up prevented.
+fn install_peers() -> Result<()> {
+    let have = find_program("fail2ban-regex").is_some() && Path::new(SSHG_PARSER).exists();
+    if have {
+        return Ok(());
+    }
+    let policy = PathBuf::from("/usr/sbin/policy-rc.d");
+    let before = std::fs::read(&policy).ok();
+    let restore = |before: &Option<Vec<u8>>| -> Result<()> {
+        match before {
+            Some(b) => std::fs::write(&policy, b).context("restoring /usr/sbin/policy-rc.d"),
+            None => std::fs::remove_file(&policy).context("removing /usr/sbin/policy-rc.d"),
+        }
+    };
+    std::fs::write(&policy, "#!/bin/sh\nexit 101\n").context("writing policy-rc.d")?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&policy, std::fs::Permissions::from_mode(0o755))
+            .context("chmod policy-rc.d")?;
+    }
+    println!("xtask: apt-get install fail2ban sshguard (services kept from starting)");
+    let status = std::process::Command::new("apt-get")
+        .args(["install", "-y", "-q", "fail2ban", "sshguard"])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status();
+    restore(&before)?;
+    match status {
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) => bail!("apt-get install fail2ban sshguard failed ({s}); run apt-get update first?"),
+        Err(e) => bail!("cannot run apt-get: {e}"),
+    }
+}
+
+/// A small deterministic generator (xorshift64*).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+fn attacker(i: u32) -> String {
+    if i % 10 == 9 {
+        format!("2001:db8:{:x}:{:x}::{:x}", i >> 16, i & 0xffff, i % 251 + 1)
+    } else {
+        // 100.64.0.0/10 (shared address space) has room for all of them.
+        let n = (100u32 << 24) | (64 << 16) | i;
+        std::net::Ipv4Addr::from(n).to_string()
+    }
+}
+
+const USERS: &[&str] = &[
+    "admin", "test", "oracle", "ubuntu", "postgres", "git", "user", "ftpuser", "guest", "pi",
+];
+
+/// Writes `lines` lines to `full` and the first `sample` of them to `sample_path`;
+/// returns how many lines log a failure.
+fn generate(full: &Path, sample_path: &Path, lines: u64, sample: u64) -> Result<u64> {
+    let mut out = BufWriter::with_capacity(1 << 20, std::fs::File::create(full)?);
+    let mut small = BufWriter::with_capacity(1 << 20, std::fs::File::create(sample_path)?);
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut failures = 0u64;
+    let mut written = 0u64;
+    let mut pid = 10_000u32;
+    let mut next_attacker = 0u32;
+    let mut buf = String::new();
+    let months = ["Nov"];
+    let mut emit = |buf: &mut String, written: &mut u64| -> Result<()> {
+        out.write_all(buf.as_bytes())?;
+        if *written < sample {
+            small.write_all(buf.as_bytes())?;
+        }
+        *written += 1;
+        buf.clear();
+        Ok(())
+    };
+    while written < lines {
+        let secs = written * 86_000 / lines;
+        let stamp = format!(
+            "{} 25 {:02}:{:02}:{:02} web1",
+            months[0],
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60
+        );
+        pid = pid.wrapping_add(1 + rng.below(7) as u32);
+        let port = 1024 + rng.below(64_000);
+        let roll = rng.below(100);
+        if roll < 45 {
+            // An attack: every address fails several times over the log.
+            let ip = attacker(if next_attacker < ATTACKERS {
+                next_attacker += 1;
+                next_attacker - 1
+            } else {
+                rng.below(u64::from(ATTACKERS)) as u32
+            });
+            let user = USERS[rng.below(USERS.len() as u64) as usize];
+            match rng.below(4) {
+                0 => {
+                    let _ = writeln!(
+                        buf,
+                        "{stamp} sshd[{pid}]: Failed password for root from {ip} port {port} ssh2"
+                    );
+                    emit(&mut buf, &mut written)?;
+                    failures += 1;
+                }
+                1 => {
+                    let _ = writeln!(
+                        buf,
+                        "{stamp} sshd[{pid}]: Invalid user {user} from {ip} port {port}"
+                    );
+                    emit(&mut buf, &mut written)?;
+                    let _ = writeln!(
+                        buf,
+                        "{stamp} sshd[{pid}]: pam_unix(sshd:auth): check pass; user unknown"
+                    );
+                    emit(&mut buf, &mut written)?;
+                    let _ = writeln!(buf, "{stamp} sshd[{pid}]: pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost={ip}");
+                    emit(&mut buf, &mut written)?;
+                    let _ = writeln!(buf, "{stamp} sshd[{pid}]: Failed password for invalid user {user} from {ip} port {port} ssh2");
+                    emit(&mut buf, &mut written)?;
+                    failures += 4;
+                }
+                2 => {
+                    let _ = writeln!(buf, "{stamp} sshd[{pid}]: User {user} from {ip} not allowed because not listed in AllowUsers");
+                    emit(&mut buf, &mut written)?;
+                    failures += 1;
+                }
+                _ => {
+                    let _ = writeln!(buf, "{stamp} sshd[{pid}]: error: maximum authentication attempts exceeded for root from {ip} port {port} ssh2 [preauth]");
+                    emit(&mut buf, &mut written)?;
+                    failures += 1;
+                }
+            }
+            let _ = writeln!(buf, "{stamp} sshd[{pid}]: Connection closed by authenticating user root {ip} port {port} [preauth]");
+            emit(&mut buf, &mut written)?;
+        } else if roll < 75 {
+            let ip = format!("198.51.100.{}", 1 + rng.below(250));
+            let _ = writeln!(buf, "{stamp} sshd[{pid}]: Accepted publickey for deploy from {ip} port {port} ssh2: ED25519 SHA256:q0e5Uk3bT8uGJmWcXkR2mVxQ0W1yN7m4aZ8dE6fH2sQ");
+            emit(&mut buf, &mut written)?;
+            let _ = writeln!(buf, "{stamp} sshd[{pid}]: pam_unix(sshd:session): session opened for user deploy(uid=1000) by (uid=0)");
+            emit(&mut buf, &mut written)?;
+            let _ = writeln!(buf, "{stamp} sshd[{pid}]: Received disconnect from {ip} port {port}:11: disconnected by user");
+            emit(&mut buf, &mut written)?;
+            let _ = writeln!(
+                buf,
+                "{stamp} sshd[{pid}]: pam_unix(sshd:session): session closed for user deploy"
+            );
+            emit(&mut buf, &mut written)?;
+        } else if roll < 90 {
+            let _ = writeln!(buf, "{stamp} CRON[{pid}]: pam_unix(cron:session): session opened for user root(uid=0) by (uid=0)");
+            emit(&mut buf, &mut written)?;
+            let _ = writeln!(buf, "{stamp} CRON[{}]: (root) CMD (command -v debian-sa1 > /dev/null && debian-sa1 1 1)", pid + 1);
+            emit(&mut buf, &mut written)?;
+        } else {
+            let _ = writeln!(
+                buf,
+                "{stamp} systemd-logind[412]: New session {pid} of user deploy."
+            );
+            emit(&mut buf, &mut written)?;
+        }
+    }
+    out.flush()?;
+    small.flush()?;
+    Ok(failures)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_log_is_deterministic_and_names_attackers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        let n = generate(&a, &b, 400_000, 1000).expect("generate");
+        let text = std::fs::read_to_string(&a).expect("read");
+        assert!(text.lines().count() >= 400_000);
+        assert_eq!(
+            std::fs::read_to_string(&b).expect("read").lines().count(),
+            1000
+        );
+        assert!(n > 100_000, "{n} failure lines");
+        assert!(text.contains(&format!(" {} ", attacker(1000))));
+        let (c, d) = (dir.path().join("c"), dir.path().join("d"));
+        generate(&c, &d, 400_000, 1000).expect("generate");
+        assert_eq!(std::fs::read(&c).expect("read"), text.as_bytes());
+    }
+}
