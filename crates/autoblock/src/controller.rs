@@ -22,12 +22,15 @@ use crate::entry::{self, Entry, IpFamily, Net};
 use crate::error::{Error, InputError};
 use crate::meta;
 
+/// Streamed bulk loads ([`Controller::block_stream`]).
+mod bulk;
+/// Mixed block/unblock transactions without element reads (the async service's fast path).
+#[cfg(feature = "tokio")]
+mod churn;
 /// What the chain layout knows between operations.
 mod known;
 /// The set layout's implementation of the operations below.
 mod set;
-/// Streamed bulk loads ([`Controller::block_stream`]).
-mod bulk;
 
 pub use bulk::{BadEntry, BulkError, BulkOptions, BulkProgress, BulkReport, SetLoad};
 pub use set::SetStatus;

@@ -304,6 +304,15 @@ trait Backend: Send + 'static {
     fn sync(&mut self, desired: &[Entry]) -> Result<Report, Error>;
     fn list(&mut self) -> Result<Vec<Listed>, Error>;
     fn status(&mut self) -> Result<Vec<FamilyStatus>, Error>;
+    /// Blocks and unblocks in one transaction, asserting the blocks are new and the unblocks
+    /// present; `Ok(None)` (nothing applied) when that does not hold.
+    fn churn(
+        &mut self,
+        _blocks: &[Entry],
+        _unblocks: &[Net],
+    ) -> Result<Option<(Report, Report)>, Error> {
+        Ok(None)
+    }
 }
 
 impl<T: Transport + Send + 'static> Backend for Controller<T> {
@@ -324,6 +333,13 @@ impl<T: Transport + Send + 'static> Backend for Controller<T> {
     }
     fn status(&mut self) -> Result<Vec<FamilyStatus>, Error> {
         Controller::status(self)
+    }
+    fn churn(
+        &mut self,
+        blocks: &[Entry],
+        unblocks: &[Net],
+    ) -> Result<Option<(Report, Report)>, Error> {
+        self.set_churn(blocks, unblocks)
     }
 }
 
@@ -458,10 +474,12 @@ impl<B: Backend> Worker<B> {
         let _g = span.enter();
         let (blocks, unblocks): (Vec<_>, Vec<_>) =
             items.into_iter().partition(|(_, k, _)| *k == Kind::Block);
-        for (kind, part) in [(Kind::Block, blocks), (Kind::Unblock, unblocks)] {
-            if !part.is_empty() {
-                let part = part.into_iter().map(|(ri, _, e)| (ri, e)).collect();
-                self.apply(kind, part, &owner, &mut pending);
+        if !self.fast(&blocks, &unblocks, &owner, &mut pending) {
+            for (kind, part) in [(Kind::Block, blocks), (Kind::Unblock, unblocks)] {
+                if !part.is_empty() {
+                    let part = part.into_iter().map(|(ri, _, e)| (ri, e)).collect();
+                    self.apply(kind, part, &owner, &mut pending);
+                }
             }
         }
         span.record("micros", started.elapsed().as_micros() as u64);
@@ -471,6 +489,32 @@ impl<B: Backend> Worker<B> {
                 None => Ok(Reply::Outcome(p.outcome)),
             };
             let _ = p.reply.send(r);
+        }
+    }
+
+    /// The round in one transaction when every block is new and every unblock present
+    /// (the common case under churn): no per-entry reads. `false` when that did not hold or
+    /// failed; nothing was applied then and the regular path runs.
+    fn fast(
+        &mut self,
+        blocks: &[(u32, Kind, Entry)],
+        unblocks: &[(u32, Kind, Entry)],
+        owner: &HashMap<Net, u32>,
+        pending: &mut [Pending],
+    ) -> bool {
+        let b: Vec<Entry> = blocks.iter().map(|(_, _, e)| e.clone()).collect();
+        let u: Vec<Net> = unblocks.iter().map(|(_, _, e)| e.net).collect();
+        match self.backend.churn(&b, &u) {
+            Ok(Some((rb, ru))) => {
+                credit(rb, owner, pending);
+                credit(ru, owner, pending);
+                true
+            }
+            Ok(None) => false,
+            Err(e) => {
+                debug!(error = %e, "fast path failed; taking the regular path");
+                false
+            }
         }
     }
 
@@ -498,21 +542,7 @@ impl<B: Backend> Worker<B> {
             };
             match r {
                 Ok(report) => {
-                    let mut put = |nets: Vec<Net>, applied: bool| {
-                        for n in nets {
-                            if let Some(&ri) = owner.get(&n) {
-                                let o = &mut pending[ri as usize].outcome;
-                                if applied {
-                                    o.applied.push(n);
-                                } else {
-                                    o.unchanged.push(n);
-                                }
-                            }
-                        }
-                    };
-                    put(report.changed, true);
-                    put(report.updated, true);
-                    put(report.unchanged, false);
+                    credit(report, owner, pending);
                     return;
                 }
                 Err(e) => {
@@ -543,6 +573,25 @@ impl<B: Backend> Worker<B> {
             }
         }
     }
+}
+
+/// Files each network of `report` under the caller that asked for it.
+fn credit(report: Report, owner: &HashMap<Net, u32>, pending: &mut [Pending]) {
+    let mut put = |nets: Vec<Net>, applied: bool| {
+        for n in nets {
+            if let Some(&ri) = owner.get(&n) {
+                let o = &mut pending[ri as usize].outcome;
+                if applied {
+                    o.applied.push(n);
+                } else {
+                    o.unchanged.push(n);
+                }
+            }
+        }
+    };
+    put(report.changed, true);
+    put(report.updated, true);
+    put(report.unchanged, false);
 }
 
 /// The position in `items` of the entry an error names, if it names one of them.
