@@ -1,17 +1,17 @@
 //! `cargo xtask bench packet`: what autoblock's rules cost every packet.
 //!
-//! Five cases, each in a fresh network namespace of its own, all alive at
-//! once: no rules; the set layout holding 1 and 1,000,000 timed IPv4 bans
-//! (the first shows what the layout's chain costs, the second what the
-//! set's size adds); the chain layout holding 1,000 and 10,000 `/32` DROP
-//! rules (loaded with the release `autoblock`, verified by counting). In
-//! each namespace this process sends UDP datagrams from one socket bound to
+//! Six cases, each in a fresh network namespace of its own, all alive at
+//! once: no rules; an empty `inet` base chain on the input hook (what the
+//! hook alone costs); the set layout holding 1 and 1,000,000 timed IPv4 bans
+//! (the first shows what the layout's chain and rule cost, the second what
+//! the set's size adds); the chain layout holding 1,000 and 10,000 `/32` DROP
+//! rules (loaded with the release `autoblock`, verified by counting). In each
+//! namespace this process sends UDP datagrams from one socket bound to
 //! 127.0.0.1 to another and receives each before sending the next, so one
-//! iteration is
-//! one packet through the output and input hooks and the whole ruleset: the
-//! source is not banned (loopback is never blocked), so no rule matches and
-//! every packet is delivered. A datagram that does not arrive within a
-//! second ends the run with an error.
+//! iteration is one packet through the output and input hooks and the whole
+//! ruleset: the source is not banned (loopback is never blocked), so no rule
+//! matches and every packet is delivered. A datagram that does not arrive
+//! within a second ends the run with an error.
 //!
 //! `--count N` packets (default 100,000) per repetition, `--rounds R`
 //! (default 9) repetitions per case, interleaved across the cases so that a
@@ -79,6 +79,14 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         "bench packet: UDP 127.0.0.1 → 127.0.0.1, {count} packets × {rounds} repetitions per case"
     );
     let mut cases = vec![Case::new("no rules")?];
+
+    // What the hook alone costs: the set layout's base chain, without rules.
+    let hook = Case::new("empty base chain (inet input)")?;
+    hook.ns.check(
+        &["nft", "-f", "-"],
+        "table inet hookonly {\n  chain input {\n    type filter hook input priority -1; policy accept;\n  }\n}\n",
+    )?;
+    cases.push(hook);
 
     for entries in [1, SET_ENTRIES] {
         let file = write_addresses(dir.path(), &format!("set{entries}.txt"), entries)?;
