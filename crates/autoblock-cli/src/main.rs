@@ -13,8 +13,9 @@ use autoblock::{Action, Config, Controller, Layout, Listed, Net};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod cmd_check;
+mod cmd_config;
 mod cmd_restore;
-mod cmd_scan;
+mod cmd_run;
 mod input;
 mod mirror;
 mod state;
@@ -106,8 +107,13 @@ enum Command {
     Restore(cmd_restore::RestoreArgs),
     /// Compare the kernel with the sysconfig files (or --file); exit 0 in step, 1 different.
     Check(cmd_check::CheckArgs),
-    /// Find authentication failures in a log file (or what a jail would have banned).
-    Scan(cmd_scan::ScanArgs),
+    /// Run the daemon: follow logs, ban abusive sources, keep the kernel in step.
+    Run(cmd_run::RunArgs),
+    /// Daemon configuration files.
+    Config {
+        #[command(subcommand)]
+        cmd: cmd_config::ConfigCmd,
+    },
     /// Show what is in place.
     Status {
         /// Machine-readable output.
@@ -166,10 +172,16 @@ impl std::error::Error for BadInput {}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The daemon tells what it does; the other commands only warn.
+    let default_log = if matches!(cli.command, Command::Run(_)) {
+        "info"
+    } else {
+        "warn"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("AUTOBLOCK_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_log)),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -257,6 +269,9 @@ fn run(cli: Cli) -> Result<()> {
     let cfg = config(&cli.global)?;
     let g = &cli.global;
     let mirrored = matches!(g.layout, LayoutArg::Chain) && !g.no_mirror;
+    if cmd_run::via_daemon(&cli.command, &mut std::io::stdout().lock())? {
+        return Ok(());
+    }
     let guard = match cli.command {
         Command::Init
         | Command::Block(_)
@@ -351,7 +366,6 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Restore(a) => cmd_restore::restore(cfg, &a, guard, &mut out)?,
         Command::Check(a) => cmd_check::run(cfg, g, &a, &mut out)?,
-        Command::Scan(a) => cmd_scan::run(&a, &mut out)?,
         Command::Save(_) => {
             let mut ctl = Controller::open(cfg)?;
             match guard {
@@ -367,6 +381,8 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
+        Command::Run(a) => cmd_run::run(&a)?,
+        Command::Config { cmd } => cmd_config::run(&cmd, &mut out)?,
         Command::Status { json } => {
             let mut ctl = Controller::open(cfg)?;
             let st = ctl.status()?;
