@@ -29,12 +29,17 @@
 //!   reported as [`SourceEvent::TooLong`].
 //! - [`read_stdin`]: standard input until end of file, then
 //!   [`SourceEvent::Eof`].
+//! - `follow_journal` (cargo feature `journal`, on by default): the systemd
+//!   journal read from its files, each entry a [`SourceEvent::Entry`] with its
+//!   trusted fields (see `journal` for why this reader).
 //!
 //! Deliberately not here: parsing lines (the detection crate does that),
 //! remembering positions across restarts (the store does; every line carries
 //! the [`Position`] to resume after it), and running any program.
 
 pub mod file;
+#[cfg(feature = "journal")]
+pub mod journal;
 pub mod lines;
 pub mod stdin;
 
@@ -44,6 +49,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 pub use file::{follow_file, FileConfig, ReadFrom};
+#[cfg(feature = "journal")]
+pub use journal::{follow_journal, JournalSourceConfig, DEFAULT_JOURNAL_DIRS};
 pub use lines::{LineSplitter, Piece};
 pub use stdin::{read_reader, read_stdin};
 
@@ -189,6 +196,14 @@ pub enum SourceError {
     BadPath {
         /// The path given.
         path: PathBuf,
+    },
+    /// The journal could not be opened or read.
+    #[error("journal in {dirs:?}: {reason}")]
+    Journal {
+        /// The directories searched.
+        dirs: Vec<PathBuf>,
+        /// What the reader reported.
+        reason: String,
     },
     /// The reader thread could not be started.
     #[error("cannot start the reader thread for {what}: {source}")]
