@@ -7,7 +7,7 @@
 # and initrd (vagrant-libvirt's kernel/initrd/cmd_line), so no partition
 # table, loop device or boot loader is needed.
 #
-# usage: build.sh WORKDIR OUTBOX   (env: MIRROR, VAGRANT_PUBKEY)
+# usage: build.sh WORKDIR OUTBOX   (env: MIRROR, VAGRANT_PUBKEY, TREE_CACHE)
 # Called by `cargo xtask vagrant box`, which caches OUTBOX by a hash of
 # this directory; it does not register the box itself.
 set -euo pipefail
@@ -22,9 +22,22 @@ rm -rf "$work"
 mkdir -p "$work"
 
 packages=$(grep -v '^#' "$here/packages.txt" | grep -v '^$' | paste -sd, -)
-echo "box: debootstrap bookworm from $MIRROR"
-debootstrap --variant=minbase --include="$packages" bookworm "$root" "$MIRROR" \
-    > "$work/debootstrap.log" 2>&1 || { tail -20 "$work/debootstrap.log"; exit 1; }
+# The pristine debootstrap tree is kept (TREE_CACHE, a tar named by a hash of
+# the package list and the mirror), so a change to the configuration below
+# does not pay for debootstrap again.
+if [ -n "${TREE_CACHE:-}" ] && [ -f "$TREE_CACHE" ]; then
+    echo "box: debootstrap tree from $TREE_CACHE"
+    mkdir -p "$root"
+    tar -C "$root" -xf "$TREE_CACHE"
+else
+    echo "box: debootstrap bookworm from $MIRROR"
+    debootstrap --variant=minbase --include="$packages" bookworm "$root" "$MIRROR" \
+        > "$work/debootstrap.log" 2>&1 || { tail -20 "$work/debootstrap.log"; exit 1; }
+    if [ -n "${TREE_CACHE:-}" ]; then
+        mkdir -p "$(dirname "$TREE_CACHE")"
+        tar -C "$root" -cf "$TREE_CACHE.tmp" . && mv -f "$TREE_CACHE.tmp" "$TREE_CACHE"
+    fi
+fi
 
 echo "box: configuring the guest"
 in_root() { chroot "$root" "$@"; }
@@ -46,7 +59,8 @@ in_root systemctl enable serial-getty@ttyS0.service
 # ssh: host keys made on first boot, the vagrant user with its key.
 rm -f "$root"/etc/ssh/ssh_host_*
 mkdir -p "$root/etc/systemd/system/ssh.service.d"
-printf '[Service]\nExecStartPre=/usr/bin/ssh-keygen -A\n' \
+# (ExecStartPre= first: Debian's `sshd -t` check would fail without keys.)
+printf '[Service]\nExecStartPre=\nExecStartPre=/usr/bin/ssh-keygen -A\nExecStartPre=/usr/sbin/sshd -t\n' \
     > "$root/etc/systemd/system/ssh.service.d/host-keys.conf"
 echo 'UseDNS no' > "$root/etc/ssh/sshd_config.d/vagrant.conf"
 in_root useradd --create-home --shell /bin/bash vagrant

@@ -309,17 +309,21 @@ fn vagrant_pubkey() -> Result<PathBuf> {
 }
 
 /// The box's cache key: a hash of everything that goes into it (the
-/// package list, the build script, its files, the mirror).
-fn box_key(mirror: &str) -> Result<String> {
+/// package list, the build script, its files, the mirror). With
+/// `tree_only`, of what the debootstrap tree depends on (packages, mirror).
+fn box_key(mirror: &str, tree_only: bool) -> Result<String> {
     let dir = workspace_root().join("vagrant/box");
     let mut input = Vec::new();
-    let mut files = vec![dir.join("packages.txt"), dir.join("build.sh")];
-    let mut extra: Vec<PathBuf> = fs::read_dir(dir.join("files"))
-        .with_context(|| format!("cannot list {}", dir.join("files").display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
-    extra.sort();
-    files.extend(extra);
+    let mut files = vec![dir.join("packages.txt")];
+    if !tree_only {
+        files.push(dir.join("build.sh"));
+        let mut extra: Vec<PathBuf> = fs::read_dir(dir.join("files"))
+            .with_context(|| format!("cannot list {}", dir.join("files").display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        extra.sort();
+        files.extend(extra);
+    }
     for file in files {
         input.extend(file.file_name().unwrap_or_default().as_encoded_bytes());
         input.push(0);
@@ -343,11 +347,25 @@ fn box_key(mirror: &str) -> Result<String> {
     Ok(hex.chars().take(16).collect())
 }
 
+/// Deletes every entry of `dir` but `keep` (old boxes and trees are about
+/// 1 GB each).
+fn prune(dir: &Path, keep: &str) {
+    if let Ok(entries) = fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_name() != keep {
+                let path = entry.path();
+                let _ = fs::remove_dir_all(&path).or_else(|_| fs::remove_file(&path));
+            }
+        }
+    }
+}
+
 /// Builds the debian12 box unless the cache holds one with the same key;
 /// returns its path and whether it was built now.
 fn build_box(cache: &Cache, rebuild: bool) -> Result<(PathBuf, bool)> {
     let mirror = debian_mirror();
-    let key = box_key(&mirror)?;
+    let key = box_key(&mirror, false)?;
+    let tree = format!("{}.tar", box_key(&mirror, true)?);
     let path = cache.path(&format!("boxes/{key}/debian12.box"));
     if path.is_file() && !rebuild {
         println!(
@@ -364,20 +382,15 @@ fn build_box(cache: &Cache, rebuild: bool) -> Result<(PathBuf, bool)> {
         .arg(&path)
         .env("MIRROR", &mirror)
         .env("VAGRANT_PUBKEY", vagrant_pubkey()?)
+        .env("TREE_CACHE", cache.path("trees").join(&tree))
         .status()
         .context("cannot run vagrant/box/build.sh")?;
     if !status.success() {
         let _ = fs::remove_dir_all(&work);
         bail!("building the debian12 box failed ({status})");
     }
-    // Older boxes are dead weight (about 1 GB each).
-    if let Ok(entries) = fs::read_dir(cache.path("boxes")) {
-        for entry in entries.flatten() {
-            if entry.file_name() != key.as_str() {
-                let _ = fs::remove_dir_all(entry.path());
-            }
-        }
-    }
+    prune(&cache.path("boxes"), &key);
+    prune(&cache.path("trees"), &tree);
     Ok((path, true))
 }
 

@@ -107,10 +107,39 @@ impl Lab {
     /// `vagrant up` of the machine (provisioning included).
     pub fn up(&self) -> Result<()> {
         println!("xtask: vagrant up {}", self.machine);
-        run_ok(
-            self.vagrant()
-                .args(["up", &self.machine, "--provider", "libvirt"]),
-        )
+        let mut child = self
+            .vagrant()
+            .args(["up", &self.machine, "--provider", "libvirt"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("cannot run vagrant up")?;
+        // Vagrant redraws an upload progress bar thousands of times: keep
+        // every other line.
+        let stdout = child.stdout.take().context("vagrant stdout")?;
+        let mut reader = std::io::BufReader::new(stdout);
+        let mut line = Vec::new();
+        while std::io::BufRead::read_until(&mut reader, b'\n', &mut line)? > 0 {
+            let text = String::from_utf8_lossy(&line);
+            for part in text.split('\r') {
+                let part = part.replace("\x1b[K", "");
+                if !part.trim().is_empty() && !part.contains("Progress:") {
+                    print!(
+                        "{}",
+                        if part.ends_with('\n') {
+                            part
+                        } else {
+                            part + "\n"
+                        }
+                    );
+                }
+            }
+            line.clear();
+        }
+        let status = child.wait().context("waiting for vagrant up")?;
+        if !status.success() {
+            bail!("vagrant up {} failed ({status})", self.machine);
+        }
+        Ok(())
     }
 
     /// The guest's ssh access (from `vagrant ssh-config`).
