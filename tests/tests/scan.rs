@@ -205,3 +205,59 @@ fn exit_codes() {
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stderr).contains("scan: 1 lines, 0 failures"));
 }
+
+#[test]
+fn simulate_takes_the_jail_from_a_config_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("autoblock.toml");
+    // The IPv6 client is allowed; the IPv4 one gets banned after 4 failures, for 2 h.
+    std::fs::write(
+        &cfg,
+        r#"
+layout = "set"
+allow = ["fd00:77::/64"]
+[[jail]]
+name = "ssh"
+filter = "sshd"
+files = ["/var/log/auth.log"]
+maxretry = 4
+findtime = "10m"
+bantime = "2h"
+"#,
+    )
+    .expect("write config");
+    let path = data(SYSLOG);
+    let (out, _) = scan_ok(&[
+        "--simulate",
+        "--json",
+        "--config",
+        cfg.to_str().expect("path"),
+        "--jail",
+        "ssh",
+        "--now",
+        NOW,
+        path.to_str().expect("path"),
+    ]);
+    // The fourth failure is line 11 (failures on 3, 6, 8, 11).
+    assert_eq!(
+        out.lines().next(),
+        Some(
+            "{\"line\":11,\"ban\":\"10.77.0.2/32\",\"time\":\"2026-11-25T10:29:41Z\",\"bantime_s\":7200,\"offence\":1}"
+        )
+    );
+    assert!(!out.contains("fd00:77::2"), "allowed by the config: {out}");
+    // An unknown jail is bad input.
+    let out = scan(
+        &[
+            "--simulate",
+            "--config",
+            cfg.to_str().expect("path"),
+            "--jail",
+            "nope",
+            "-",
+        ],
+        Some(b""),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no jail named \"nope\""));
+}
