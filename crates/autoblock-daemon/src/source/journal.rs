@@ -6,6 +6,10 @@
 //! alternative, bindings to libsystemd's `sd_journal` (the `systemd` crate), needs
 //! `libsystemd` (systemd-devel on RHEL) at link time and cannot be linked into a static
 //! (musl) binary; a journal reader of our own would be a second on-disk format to maintain.
+//! Measured on this project's machine (200,000 sshd entries written by
+//! `systemd-journal-remote`, busy machine): sdjournal reads 90,000-110,000 entries/s with
+//! all fields; `journalctl -o export` (libsystemd) 230,000/s. Half the speed of
+//! libsystemd is still orders of magnitude above what an attacked sshd logs.
 //! What it costs: sdjournal 0.1.15 needs Rust 1.95, so the source sits behind the
 //! `journal` cargo feature (on by default; build with `--no-default-features` on an older
 //! toolchain and use file sources).
