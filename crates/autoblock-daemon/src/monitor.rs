@@ -6,7 +6,7 @@
 //! idempotent and finds nothing to do for unrelated changes). Netlink decoding lives in
 //! `autoblock_netlink::monitor`; this module only filters and forwards.
 
-use autoblock::netlink::Monitor;
+use autoblock::netlink::{ChangeKind, Monitor};
 use tokio::sync::mpsc;
 
 use crate::daemon::Tampering;
@@ -34,9 +34,10 @@ pub fn start() -> Result<mpsc::Receiver<Tampering>, String> {
                 .changes
                 .iter()
                 .filter(|c| c.kind.is_removal())
-                .map(|c| match &c.table {
-                    Some(table) => format!("{} in table {table}", c.kind.object()),
-                    None => c.kind.object().to_owned(),
+                .map(|c| match (&c.table, c.kind) {
+                    (Some(table), ChangeKind::DelTable) => format!("table {table}"),
+                    (Some(table), _) => format!("{} in table {table}", c.kind.object()),
+                    (None, _) => c.kind.object().to_owned(),
                 })
                 .collect();
             if removed.is_empty() && !t.overrun {

@@ -1,0 +1,386 @@
+//! End-to-end tests of the daemon (`autoblock run`), each in a fresh test bed: a daemon
+//! follows a log file in a temporary directory; sshd failure lines (from the project's own
+//! recording of Debian 12's sshd, with the test bed's addresses) get a source banned in the
+//! kernel and its packets dropped; fewer than `maxretry` do not; bans survive a restart and a
+//! kill -9; `nft flush ruleset` and an `iptables-restore` of an empty filter table are repaired
+//! within a second; `config check` reports file:line:col.
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use autoblock_tests::{
+    addr, autoblock_bin, iptables, nft, output_text, tool_with_input, Netns, TestBed,
+};
+
+/// The project's own recording of Debian 12's sshd (OpenSSH 9.2).
+const RECORDING: &[u8] =
+    include_bytes!("../../crates/autoblock-detect/tests/data/debian12-openssh-9.2.syslog.raw");
+/// The address the recording's client had.
+const RECORDED_CLIENT: &str = "10.77.0.2";
+/// How long a ban may take from the line being written to the element being in the kernel.
+const BAN_BOUND: Duration = Duration::from_secs(2);
+/// How long a repair may take after another program removed the daemon's state.
+const HEAL_BOUND: Duration = Duration::from_secs(1);
+
+/// `n` "Failed password" lines of the recording, rewritten to come from `src`, each with its
+/// own sshd pid (so that each is one attempt), in the file envelope syslog writes.
+fn failure_lines(src: IpAddr, n: usize, pid_base: u32) -> String {
+    let text = String::from_utf8_lossy(RECORDING);
+    let msgs: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.split_once("]: ").map(|(_, m)| m))
+        .filter(|m| m.starts_with("Failed password for ") && m.contains(RECORDED_CLIENT))
+        .collect();
+    assert!(msgs.len() >= 3, "the recording has too few failures");
+    (0..n)
+        .map(|i| {
+            let m = msgs[i % msgs.len()].replace(RECORDED_CLIENT, &src.to_string());
+            format!(
+                "Nov 25 10:29:{:02} bastion sshd[{}]: {m}\n",
+                i % 60,
+                pid_base + i as u32
+            )
+        })
+        .collect()
+}
+
+struct Daemon {
+    child: Option<Child>,
+    dir: PathBuf,
+    log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `autoblock run` in `ns` and waits until its control socket answers.
+    fn start(ns: &Netns, dir: &Path) -> Daemon {
+        let log = dir.join(format!("daemon-{}.log", unique()));
+        let err = std::fs::File::create(&log).unwrap();
+        let mut cmd = Command::new(autoblock_bin());
+        cmd.args(["run", "--config"])
+            .arg(dir.join("autoblock.toml"))
+            .env("AUTOBLOCK_LOG", "info,autoblock_daemon=debug")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(err);
+        let child = ns.spawn(cmd).expect("spawn autoblock run");
+        let mut d = Daemon {
+            child: Some(child),
+            dir: dir.to_owned(),
+            log,
+        };
+        let sock = dir.join("control.sock");
+        let started = Instant::now();
+        // A daemon killed with -9 leaves its socket file behind: wait for the new one's word.
+        while !(sock.exists() && d.log_text().contains("autoblock daemon running")) {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "the daemon did not open its control socket:\n{}",
+                d.log_text()
+            );
+            if let Some(Ok(Some(st))) = d.child.as_mut().map(Child::try_wait) {
+                panic!("the daemon exited at start ({st:?}):\n{}", d.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        d
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn signal(&mut self, sig: libc::c_int) {
+        let child = self.child.take().expect("running");
+        let pid = child.id() as libc::pid_t;
+        // SAFETY: kill(2) with a pid this test spawned and still owns (not yet reaped).
+        let r = unsafe { libc::kill(pid, sig) };
+        assert_eq!(r, 0, "kill {pid}");
+        let mut child = child;
+        let st = child.wait().unwrap();
+        if sig == libc::SIGTERM {
+            assert!(
+                st.success(),
+                "daemon exit after SIGTERM: {st:?}\n{}",
+                self.log_text()
+            );
+        }
+    }
+
+    fn append(&self, lines: &str) {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.join("auth.log"))
+            .unwrap();
+        f.write_all(lines.as_bytes()).unwrap();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+fn write_config(dir: &Path, layout: &str, extra: &str) {
+    std::fs::write(dir.join("auth.log"), "").unwrap();
+    let text = format!(
+        r#"layout = "{layout}"
+state_dir = "{d}/state"
+control_socket = "{d}/control.sock"
+sysconfig_dir = "{d}/sysconfig"
+{extra}
+[[jail]]
+name = "sshd"
+filter = "sshd"
+files = ["{d}/auth.log"]
+maxretry = 3
+findtime = "10m"
+bantime = "1h"
+"#,
+        d = dir.display()
+    );
+    std::fs::create_dir_all(dir.join("sysconfig")).unwrap();
+    std::fs::write(dir.join("autoblock.toml"), text).unwrap();
+}
+
+/// Polls `f` until it is true or `bound` has passed; returns the time it took.
+fn within(bound: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    loop {
+        if f() {
+            return Some(start.elapsed());
+        }
+        if start.elapsed() > bound {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn set_has(ns: &Netns, ip: IpAddr) -> bool {
+    let set = if ip.is_ipv4() { "addr4" } else { "addr6" };
+    let out = ns.cmd(&["nft", "list", "set", "inet", "autoblock", set]);
+    out.status.success() && String::from_utf8_lossy(&out.stdout).contains(&ip.to_string())
+}
+
+fn chain_has(ns: &Netns, ip: IpAddr) -> bool {
+    let out = ns.cmd(&["iptables", "-w", "-S", "INPUT-AUTO"]);
+    out.status.success() && String::from_utf8_lossy(&out.stdout).contains(&format!("-s {ip}/32"))
+}
+
+#[test]
+fn set_layout_bans_from_a_followed_log_and_heals_a_flush() {
+    let bed = TestBed::new();
+    let ns = bed.host();
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), "set", "");
+    let attacker = IpAddr::V4(addr::V4_BLOCKED);
+    let below = IpAddr::V4(addr::V4_OTHER_24);
+    let mut d = Daemon::start(ns, dir.path());
+    assert!(
+        bed.send_udp(attacker, 0),
+        "the attacker reaches the host before any ban"
+    );
+
+    // Two failures of another source: below maxretry, never banned.
+    d.append(&failure_lines(below, 2, 2000));
+    d.append(&failure_lines(attacker, 3, 1000));
+    let took = within(BAN_BOUND, || set_has(ns, attacker))
+        .unwrap_or_else(|| panic!("not banned within {BAN_BOUND:?}:\n{}", d.log_text()));
+    eprintln!("line written -> ban in the kernel: {took:?}");
+    assert!(
+        !bed.send_udp(attacker, 0),
+        "a packet from the banned source is dropped"
+    );
+    assert!(!set_has(ns, below), "two failures are below maxretry = 3");
+    assert!(
+        bed.send_udp(below, 0),
+        "the source below maxretry still gets through"
+    );
+
+    // Status through the control socket.
+    let st = ns.autoblock_env(
+        &["status", "--json"],
+        &[(
+            "AUTOBLOCK_CONTROL_SOCKET",
+            dir.path().join("control.sock").to_str().unwrap(),
+        )],
+    );
+    assert!(st.status.success(), "{}", output_text(&st));
+    let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+    assert_eq!(v["jails"][0]["failures"], 5, "{v}");
+    assert_eq!(v["jails"][0]["bans_active"], 1, "{v}");
+    assert_eq!(v["jails"][0]["tracked"], 1, "{v}");
+
+    // Another program flushes the whole ruleset: repaired within a second, logged with who.
+    nft(ns, &["flush", "ruleset"]);
+    let took = within(HEAL_BOUND, || set_has(ns, attacker))
+        .unwrap_or_else(|| panic!("not healed within {HEAL_BOUND:?}:\n{}", d.log_text()));
+    eprintln!("nft flush ruleset -> healed: {took:?}");
+    assert!(!bed.send_udp(attacker, 0), "dropped again after the repair");
+    let st = ns.autoblock_env(
+        &["status", "--json"],
+        &[(
+            "AUTOBLOCK_CONTROL_SOCKET",
+            dir.path().join("control.sock").to_str().unwrap(),
+        )],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+    let by = v["daemon"]["last_heal"]["by"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    assert!(by.starts_with("nft["), "the kernel names the process: {v}");
+    d.signal(libc::SIGTERM);
+    assert!(d.log_text().contains("self-heal"), "{}", d.log_text());
+    assert!(
+        set_has(ns, attacker),
+        "bans stay in the kernel after SIGTERM"
+    );
+}
+
+#[test]
+fn restart_and_kill_9_keep_every_ban_reported_applied() {
+    let bed = TestBed::new();
+    let ns = bed.host();
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), "set", "");
+    let a = IpAddr::V4(addr::V4_BLOCKED);
+    let b = IpAddr::V6(addr::V6_BLOCKED);
+    let mut d = Daemon::start(ns, dir.path());
+    d.append(&failure_lines(a, 3, 1000));
+    within(BAN_BOUND, || set_has(ns, a)).expect("banned");
+    // Clean stop, the ruleset lost meanwhile (a reboot), start: the store puts it back.
+    d.signal(libc::SIGTERM);
+    nft(ns, &["flush", "ruleset"]);
+    let mut d = Daemon::start(ns, dir.path());
+    assert!(set_has(ns, a), "restored at start:\n{}", d.log_text());
+    assert!(!bed.send_udp(a, 0));
+
+    // kill -9 right after the daemon reported the ban applied.
+    d.append(&failure_lines(b, 3, 3000));
+    within(BAN_BOUND, || {
+        d.log_text().contains(&format!("net={b}/128")) && d.log_text().contains("banned")
+    })
+    .unwrap_or_else(|| panic!("no ban reported:\n{}", d.log_text()));
+    d.signal(libc::SIGKILL);
+    nft(ns, &["flush", "ruleset"]);
+    let d = Daemon::start(ns, dir.path());
+    assert!(set_has(ns, a) && set_has(ns, b), "{}", d.log_text());
+    assert!(!bed.send_udp(b, 0));
+    // The restored offence history keeps the jail from banning the same source twice.
+    assert!(
+        d.log_text().contains("kernel reconciled"),
+        "{}",
+        d.log_text()
+    );
+}
+
+#[test]
+fn chain_layout_heals_an_empty_iptables_restore_and_mirrors() {
+    let bed = TestBed::new();
+    let ns = bed.host();
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), "chain", "mirror = true");
+    let a = IpAddr::V4(addr::V4_BLOCKED);
+    let d = Daemon::start(ns, dir.path());
+    d.append(&failure_lines(a, 3, 1000));
+    within(BAN_BOUND, || chain_has(ns, a))
+        .unwrap_or_else(|| panic!("not banned:\n{}", d.log_text()));
+    assert!(!bed.send_udp(a, 0));
+    let mirrored = within(Duration::from_secs(2), || {
+        std::fs::read_to_string(dir.path().join("sysconfig/iptables"))
+            .is_ok_and(|t| t.contains(&format!("-s {a}/32")))
+    });
+    assert!(
+        mirrored.is_some(),
+        "the sysconfig mirror holds the ban:\n{}",
+        d.log_text()
+    );
+
+    // An administrator restores an old, empty filter table.
+    tool_with_input(
+        ns,
+        &["iptables-restore"],
+        "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n",
+    );
+    let took = within(HEAL_BOUND, || chain_has(ns, a))
+        .unwrap_or_else(|| panic!("not healed within {HEAL_BOUND:?}:\n{}", d.log_text()));
+    eprintln!("iptables-restore -> healed: {took:?}");
+    assert!(iptables(ns, &["-S", "INPUT"]).contains("-j INPUT-AUTO"));
+    assert!(!bed.send_udp(a, 0), "dropped again after the repair");
+}
+
+#[test]
+fn config_check_exit_codes_and_positions() {
+    let ns = Netns::new();
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), "set", "");
+    let good = dir.path().join("autoblock.toml");
+    let out = ns.autoblock_raw(&["config".as_ref(), "check".as_ref(), good.as_os_str()]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    let packaged = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/autoblock.toml");
+    let out = ns.autoblock_raw(&["config".as_ref(), "check".as_ref(), packaged.as_os_str()]);
+    assert!(out.status.success(), "{}", output_text(&out));
+
+    let cases = [
+        ("layout = \"set\"\nbantme = \"1h\"\n", ":2:1:", "unknown field"),
+        ("[[jail]]\nname = \"a\"\nfiles = [\"/x\"]\nbantime = \"soon\"\n", ":4:11:", "bad duration"),
+        ("allow = [\"192.0.2.300\"]\n", ":1:9:", "192.0.2.300"),
+        (
+            "[[jail]]\nname = \"a\"\nfilter = \"regex\"\nfiles = [\"/x\"]\nregex = ['from (?P<ip>\\S+)']\n",
+            ":5:",
+            "named group `host`",
+        ),
+    ];
+    for (text, pos, why) in cases {
+        let bad = dir.path().join("bad.toml");
+        std::fs::write(&bad, text).unwrap();
+        let out = ns.autoblock_raw(&["config".as_ref(), "check".as_ref(), bad.as_os_str()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{text}: {}", output_text(&out));
+        assert!(err.contains(&format!("bad.toml{pos}")), "{text}: {err}");
+        assert!(err.contains(why), "{text}: {err}");
+    }
+}
+
+#[test]
+fn cli_block_goes_through_the_daemon_and_its_socket_is_0600() {
+    use std::os::unix::fs::PermissionsExt;
+    let ns = &Netns::new();
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), "set", "");
+    let mut d = Daemon::start(ns, dir.path());
+    let sock = dir.path().join("control.sock");
+    let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let env = [("AUTOBLOCK_CONTROL_SOCKET", sock.to_str().unwrap())];
+    let out = ns.autoblock_env(&["block", "203.0.113.77", "--timeout", "1h"], &env);
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("through the running daemon"));
+    assert!(set_has(ns, "203.0.113.77".parse().unwrap()));
+    let out = ns.autoblock_env(&["list", "--json"], &env);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.contains("\"jail\":\"manual\""), "{text}");
+    // The daemon owns the ban: after a restart with the kernel emptied it is back.
+    d.signal(libc::SIGTERM);
+    nft(ns, &["flush", "ruleset"]);
+    let _d = Daemon::start(ns, dir.path());
+    assert!(set_has(ns, "203.0.113.77".parse().unwrap()));
+    let out = ns.autoblock_env(&["unblock", "203.0.113.77"], &env);
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert!(!set_has(ns, "203.0.113.77".parse().unwrap()));
+}
