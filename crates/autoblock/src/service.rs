@@ -617,6 +617,10 @@ mod tests {
         set: BTreeSet<Net>,
         /// Entry counts of the block/unblock transactions attempted, in order.
         commits: Vec<(Kind, usize)>,
+        /// Whether the one-transaction path is offered, and (blocks, unblocks) of each
+        /// attempt of it, with whether it applied.
+        fast: bool,
+        fast_commits: Vec<(usize, usize, bool)>,
     }
 
     /// A recording backend: a set of networks, an allowlist, networks the "kernel" rejects,
@@ -626,6 +630,8 @@ mod tests {
         allow: Vec<Net>,
         reject: Vec<Net>,
         gate: Option<(std::sync::mpsc::Sender<()>, std::sync::mpsc::Receiver<()>)>,
+        /// Reject with an error that names no entry.
+        unattributed: bool,
     }
 
     impl Fake {
@@ -635,6 +641,7 @@ mod tests {
                 allow: vec![net("127.0.0.0/8")],
                 reject: Vec::new(),
                 gate: None,
+                unattributed: false,
             }
         }
 
@@ -665,6 +672,9 @@ mod tests {
                 .push((Kind::Block, entries.len()));
             self.hold();
             if let Some(bad) = entries.iter().find(|e| self.reject.contains(&e.net)) {
+                if self.unattributed {
+                    return Err(Error::Conflict(format!("something about {}", bad.net)));
+                }
                 return Err(Error::Rejected {
                     entry: bad.net.to_string(),
                     error: KernelError {
@@ -714,6 +724,36 @@ mod tests {
         fn status(&mut self) -> Result<Vec<FamilyStatus>, Error> {
             Err(Error::TooManyRetries(7))
         }
+        fn churn(
+            &mut self,
+            blocks: &[Entry],
+            unblocks: &[Net],
+        ) -> Result<Option<(Report, Report)>, Error> {
+            if !self.state.lock().unwrap().fast {
+                return Ok(None);
+            }
+            self.hold();
+            let mut st = self.state.lock().unwrap();
+            let holds = blocks.iter().all(|e| !st.set.contains(&e.net))
+                && unblocks.iter().all(|n| st.set.contains(n));
+            st.fast_commits.push((blocks.len(), unblocks.len(), holds));
+            if !holds {
+                return Ok(None);
+            }
+            st.set.extend(blocks.iter().map(|e| e.net));
+            for n in unblocks {
+                st.set.remove(n);
+            }
+            let b = Report {
+                changed: blocks.iter().map(|e| e.net).collect(),
+                ..Report::default()
+            };
+            let u = Report {
+                changed: unblocks.to_vec(),
+                ..Report::default()
+            };
+            Ok(Some((b, u)))
+        }
     }
 
     fn net(s: &str) -> Net {
@@ -743,6 +783,7 @@ mod tests {
         let (entered_tx, entered_rx) = std::sync::mpsc::channel();
         let (open_tx, open_rx) = std::sync::mpsc::channel();
         let mut fake = Fake::new(state.clone());
+        fake.unattributed = reject.len() > 1;
         fake.reject = reject;
         fake.gate = Some((entered_tx, open_rx));
         let (svc, join) = Service::start_backend(fake, ServiceOptions::default());
@@ -751,9 +792,12 @@ mod tests {
 
     /// Waits (on a blocking thread) until the worker is inside its first commit.
     async fn wait_entered(rx: std::sync::mpsc::Receiver<()>) {
-        tokio::task::spawn_blocking(move || rx.recv().expect("worker entered the commit"))
-            .await
-            .expect("join");
+        tokio::task::spawn_blocking(move || {
+            rx.recv_timeout(std::time::Duration::from_secs(20))
+                .expect("the worker never entered its first commit")
+        })
+        .await
+        .expect("join");
     }
 
     /// Waits until `n` requests sit in the queue.
@@ -988,5 +1032,132 @@ mod tests {
         }
         drop(svc);
         join.await.unwrap().unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_round_of_new_blocks_and_present_unblocks_is_one_transaction() {
+        let state = Arc::new(Mutex::new(State {
+            fast: true,
+            set: (10..20).map(host).collect(),
+            ..State::default()
+        }));
+        let (svc, join, entered, open) = gated(&state, Vec::new());
+        let first = tokio::spawn({
+            let svc = svc.clone();
+            async move { svc.unblock(vec![host(10)]).await }
+        });
+        wait_entered(entered).await;
+        let mut tasks = Vec::new();
+        for t in 0..8u32 {
+            let s = svc.clone();
+            tasks.push(tokio::spawn(async move {
+                if t % 2 == 0 {
+                    s.block(entries(&[host(100 + t)])).await
+                } else {
+                    s.unblock(vec![host(11 + t)]).await
+                }
+            }));
+        }
+        wait_queued(&svc, 8).await;
+        open.send(()).unwrap();
+        first.await.unwrap().unwrap();
+        for (t, h) in tasks.into_iter().enumerate() {
+            let o = h.await.unwrap().unwrap();
+            let want = if t % 2 == 0 {
+                host(100 + t as u32)
+            } else {
+                host(11 + t as u32)
+            };
+            assert_eq!(o.applied, vec![want], "caller {t}");
+        }
+        // A round where one unblock is of an absent network: the one-transaction path
+        // refuses, the regular path reports it as unchanged and applies the rest.
+        let a = tokio::spawn({
+            let s = svc.clone();
+            async move { s.block(entries(&[host(200)])).await }
+        });
+        let b = tokio::spawn({
+            let s = svc.clone();
+            async move { s.unblock(vec![host(999)]).await }
+        });
+        assert_eq!(a.await.unwrap().unwrap().applied, vec![host(200)]);
+        let b = b.await.unwrap().unwrap();
+        assert_eq!(b.unchanged, vec![host(999)]);
+        assert!(b.applied.is_empty());
+        drop(svc);
+        join.await.unwrap().unwrap();
+        let st = state.lock().unwrap();
+        // The eight requests queued behind the gated first one were one transaction of 4
+        // blocks and 4 unblocks.
+        assert!(
+            st.fast_commits.contains(&(4, 4, true)),
+            "{:?}",
+            st.fast_commits
+        );
+        assert!(
+            st.fast_commits.iter().any(|c| !c.2),
+            "{:?}",
+            st.fast_commits
+        );
+        assert!(st.set.contains(&host(200)) && !st.set.contains(&host(12)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_error_naming_no_entry_fails_only_the_request_that_causes_it() {
+        let state = Arc::new(Mutex::new(State::default()));
+        // Two rejected networks make the fake answer with an error that names no entry.
+        let bad = host(66);
+        let (svc, join, entered, open) = gated(&state, vec![bad, host(67)]);
+        let first = tokio::spawn({
+            let svc = svc.clone();
+            async move { svc.block(entries(&[host(1)])).await }
+        });
+        wait_entered(entered).await;
+        let mut tasks = Vec::new();
+        for t in 0..3u32 {
+            let s = svc.clone();
+            let mine = if t == 1 {
+                vec![host(10 + t), bad]
+            } else {
+                vec![host(10 + t)]
+            };
+            tasks.push(tokio::spawn(async move { s.block(entries(&mine)).await }));
+            wait_queued(&svc, t as usize + 1).await;
+        }
+        open.send(()).unwrap();
+        first.await.unwrap().unwrap();
+        let results: Vec<_> = {
+            let mut v = Vec::new();
+            for h in tasks {
+                v.push(h.await.unwrap());
+            }
+            v
+        };
+        assert_eq!(results[0].as_ref().unwrap().applied, vec![host(10)]);
+        match &results[1] {
+            Err(ServiceError::Controller(Error::Conflict(m))) => {
+                assert!(m.contains(&bad.to_string()), "{m}")
+            }
+            other => panic!("expected the request's own error, got {other:?}"),
+        }
+        assert_eq!(results[2].as_ref().unwrap().applied, vec![host(12)]);
+        drop(svc);
+        join.await.unwrap().unwrap();
+        let st = state.lock().unwrap();
+        // Merged (4 entries) failed; then each request alone: 2 (fails), 1, 1.
+        assert_eq!(
+            st.commits,
+            vec![
+                (Kind::Block, 1),
+                (Kind::Block, 4),
+                (Kind::Block, 1),
+                (Kind::Block, 2),
+                (Kind::Block, 1)
+            ]
+        );
+        assert!(
+            !st.set.contains(&host(11)),
+            "nothing of the failing request applied"
+        );
     }
 }
