@@ -13,11 +13,13 @@ use autoblock::{Action, Config, Controller, Layout, Listed, Net};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod cmd_check;
+mod cmd_gen;
 mod cmd_config;
 mod cmd_restore;
 mod cmd_run;
 mod input;
 mod mirror;
+mod notify;
 mod state;
 mod setfile;
 
@@ -107,6 +109,9 @@ enum Command {
     Restore(cmd_restore::RestoreArgs),
     /// Compare the kernel with the sysconfig files (or --file); exit 0 in step, 1 different.
     Check(cmd_check::CheckArgs),
+    /// Write the manual pages or shell completions (used when packaging).
+    #[command(hide = true)]
+    Gen(cmd_gen::GenArgs),
     /// Run the daemon: follow logs, ban abusive sources, keep the kernel in step.
     Run(cmd_run::RunArgs),
     /// Daemon configuration files.
@@ -366,6 +371,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Restore(a) => cmd_restore::restore(cfg, &a, guard, &mut out)?,
         Command::Check(a) => cmd_check::run(cfg, g, &a, &mut out)?,
+        Command::Gen(a) => cmd_gen::run(&a, &mut out)?,
         Command::Save(_) => {
             let mut ctl = Controller::open(cfg)?;
             match guard {
