@@ -1,0 +1,4 @@
+# Forget the removed units.
+if [ -d /run/systemd/system ]; then
+    systemctl daemon-reload >/dev/null 2>&1 || :
+fi
