@@ -241,3 +241,193 @@ fn a_split_load_arrives_whole_and_says_so() {
     assert_eq!(count_in(&ns, "addr4"), n as usize);
     assert_eq!(count_in(&ns, "addr6"), 1);
 }
+
+// ---- through the `autoblock` binary ----
+
+/// A file of `n` addresses (one per line) in a fresh temporary directory anyone can read.
+fn address_file(n: u32, suffix: &str) -> (tempfile::TempDir, String) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new()
+        .prefix("autoblock-bulk-")
+        .tempdir()
+        .unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let _ = std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755));
+    let path = dir.path().join("bans.txt");
+    let mut text = String::with_capacity(n as usize * 20);
+    text.push_str("# generated\n\n");
+    for i in 0..n {
+        text.push_str(&v4(i).addr().to_string());
+        text.push_str(suffix);
+        text.push('\n');
+    }
+    std::fs::write(&path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644));
+    let p = path.to_string_lossy().into_owned();
+    (dir, p)
+}
+
+#[test]
+fn cli_block_file_streams_and_list_count_counts() {
+    let ns = Netns::new();
+    let n = 50_000;
+    let (_dir, path) = address_file(n, " timeout=2h comment=feed");
+    let out = ns.autoblock_ok(&["--layout", "set", "--no-mirror", "block", "-f", &path]);
+    assert!(
+        out.contains("blocked 50000 entries in 1 transaction(s)"),
+        "{out}"
+    );
+    assert!(out.contains("elements 0 -> 50000"), "{out}");
+    let count = ns.autoblock_ok(&["--layout", "set", "list", "--count"]);
+    assert_eq!(count, "addr4 50000\ntotal 50000\n");
+    let json = ns.autoblock_ok(&["--layout", "set", "list", "--count", "--json"]);
+    assert!(json.contains("\"total\":50000"), "{json}");
+    // The streamed list prints every entry once, after one header line.
+    let list = ns.autoblock_ok(&["--layout", "set", "list"]);
+    assert_eq!(list.lines().count(), n as usize + 1);
+    assert!(
+        list.lines().skip(1).all(|l| l.ends_with("feed")),
+        "{}",
+        &list[..400]
+    );
+}
+
+#[test]
+fn cli_bad_lines_are_numbered_and_change_nothing() {
+    let ns = Netns::new();
+    ns.autoblock_ok(&["--layout", "set", "--no-mirror", "block", "192.0.2.1"]);
+    let before = nft(&ns, &["list", "ruleset"]);
+    let input = "198.51.100.1\n198.51.100.300\n# fine\n198.51.100.1/24\n127.0.0.1\n";
+    let out = ns.autoblock_with_input(
+        &["--layout", "set", "--no-mirror", "block", "-f", "-"],
+        input,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("3 invalid line(s)"), "{err}");
+    assert!(
+        err.contains("-:2:") && err.contains("-:4:") && err.contains("-:5:"),
+        "{err}"
+    );
+    assert!(err.contains("did you mean 198.51.100.0/24"), "{err}");
+    assert_eq!(nft(&ns, &["list", "ruleset"]), before);
+    let out = ns.autoblock_with_input(
+        &[
+            "--layout",
+            "set",
+            "--no-mirror",
+            "block",
+            "--skip-invalid",
+            "-f",
+            "-",
+        ],
+        input,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        autoblock_tests::output_text(&out)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("skipped 3 invalid line(s)"), "{err}");
+    let count = ns.autoblock_ok(&["--layout", "set", "list", "--count"]);
+    assert_eq!(count, "addr4 2\ntotal 2\n");
+}
+
+#[test]
+fn cli_hook_priority_and_max_entries_flags() {
+    let ns = Netns::new();
+    ns.autoblock_ok(&[
+        "--layout",
+        "set",
+        "--hook",
+        "prerouting",
+        "--priority",
+        "-150",
+        "--max-entries",
+        "1000",
+        "block",
+        "192.0.2.9",
+    ]);
+    let chain = nft(&ns, &["list", "chain", "inet", "autoblock", "prerouting"]);
+    // nft names priority -150 "mangle".
+    assert!(
+        chain.contains("hook prerouting priority mangle;")
+            || chain.contains("hook prerouting priority -150;"),
+        "{chain}"
+    );
+    let set = nft(&ns, &["list", "set", "inet", "autoblock", "addr4"]);
+    assert!(set.contains("size 1000"), "{set}");
+    // A load that does not fit the hard limit fails whole.
+    let (_dir, path) = address_file(1001, "");
+    let out = ns.autoblock(&[
+        "--layout",
+        "set",
+        "--hook",
+        "prerouting",
+        "--priority",
+        "-150",
+        "--max-entries",
+        "1000",
+        "block",
+        "-f",
+        &path,
+    ]);
+    assert!(
+        !out.status.success(),
+        "{}",
+        autoblock_tests::output_text(&out)
+    );
+    let count = ns.autoblock_ok(&["--layout", "set", "--hook", "prerouting", "list", "--count"]);
+    assert_eq!(count, "addr4 1\ntotal 1\n");
+}
+
+/// The constrained path: a user namespace (`unshare -rn` as an unprivileged user) cannot
+/// raise its socket buffer past `net.core.wmem_max`, so a load larger than that is split
+/// into several transactions, and the command says so.
+#[test]
+fn cli_load_in_a_user_namespace_is_split_and_says_so() {
+    autoblock_tests::require_root();
+    let wmem_max: usize = std::fs::read_to_string("/proc/sys/net/core/wmem_max")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or_else(|| panic!("cannot read /proc/sys/net/core/wmem_max"));
+    // Each line carries a 200-byte comment: about 232 bytes per element; make the load
+    // about three times the largest datagram the user namespace can send (2 × wmem_max).
+    let n = u32::try_from((wmem_max * 2 * 3 / 232).max(5_000)).unwrap_or(200_000);
+    let comment = format!(" comment={}", "c".repeat(200));
+    let (_dir, path) = address_file(n, &comment);
+    let bin = autoblock_tests::autoblock_bin();
+    let script = format!(
+        "{bin} --layout set --no-mirror block -f {path} && {bin} --layout set list --count",
+        bin = bin.display()
+    );
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .args(["unshare", "--map-root-user", "--net", "sh", "-c", &script])
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run setpriv/unshare (util-linux) for the user-namespace test: {e}")
+        });
+    let text = autoblock_tests::output_text(&out);
+    assert!(
+        out.status.success(),
+        "the load in a user namespace failed (unprivileged user namespaces must be enabled for this test):\n{text}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("was not atomic") && stderr.contains("transactions"),
+        "{text}"
+    );
+    let txns: u32 = stdout
+        .split("in ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    assert!(txns >= 3, "{text}");
+    assert!(
+        stdout.contains(&format!("addr4 {n}\ntotal {n}\n")),
+        "{text}"
+    );
+}

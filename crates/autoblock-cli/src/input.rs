@@ -2,12 +2,15 @@
 //!
 //! Line format: `ADDR[/LEN] [timeout=DURATION] [comment=TEXT…]`; blank lines and lines
 //! starting with `#` are ignored. Every bad line is reported with its number; nothing is
-//! applied unless the caller asked to skip invalid lines.
+//! applied unless the caller asked to skip invalid lines. [`EntryStream`] reads a file line
+//! by line for the set layout's streamed load; [`from_file`] collects it (chain layout).
+//! It does not talk to the kernel.
 
-use std::io::BufRead;
+use std::io::{BufRead, Write};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context, Result};
+use autoblock::controller::{BadEntry, BulkError, BulkOptions};
 use autoblock::{Entry, Net};
 
 /// Defaults applied to entries that do not say otherwise.
@@ -71,7 +74,17 @@ pub fn parse_line(
         Some((a, r)) => (a, r.trim_start()),
         None => (t, ""),
     };
-    let net = Net::parse(addr, d.mask).map_err(|e| e.to_string())?;
+    // A plain address (the common bulk line) needs no prefix checks; anything else, and
+    // every error message, goes through `Net::parse`.
+    let plain = if addr.contains('/') {
+        None
+    } else {
+        addr.parse::<std::net::IpAddr>().ok().map(Net::host)
+    };
+    let net = match plain {
+        Some(n) => n,
+        None => Net::parse(addr, d.mask).map_err(|e| e.to_string())?,
+    };
     let mut timeout = None;
     let mut comment = None;
     while !rest.is_empty() {
@@ -136,6 +149,230 @@ pub fn from_file(path: &str, d: &Defaults) -> Result<(Vec<Entry>, Vec<BadLine>)>
         }
     }
     Ok((entries, bad))
+}
+
+/// Entries of a bulk file read one line at a time, for [`autoblock::Controller::block_stream`]:
+/// one reused line buffer, no list of entries. Blank and comment lines are skipped; a bad
+/// line is an `Err` with its number; a read error ends the stream with a fatal entry (the
+/// load is then refused as a whole).
+pub struct EntryStream {
+    reader: Box<dyn BufRead>,
+    path: String,
+    d: Defaults,
+    now: SystemTime,
+    buf: Vec<u8>,
+    line: u64,
+    bytes: u64,
+    done: bool,
+    progress: crate::progress::Progress,
+}
+
+impl std::fmt::Debug for EntryStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EntryStream")
+            .field("path", &self.path)
+            .field("line", &self.line)
+            .finish()
+    }
+}
+
+/// Lines between two progress updates.
+const PROGRESS_LINES: u64 = 16_384;
+
+impl EntryStream {
+    /// Opens `path` (`-` = standard input).
+    pub fn open(path: &str, d: &Defaults, progress: crate::progress::Progress) -> Result<Self> {
+        let reader: Box<dyn BufRead> = if path == "-" {
+            Box::new(std::io::BufReader::with_capacity(1 << 20, std::io::stdin()))
+        } else {
+            let f = std::fs::File::open(path).with_context(|| format!("cannot open {path}"))?;
+            Box::new(std::io::BufReader::with_capacity(1 << 20, f))
+        };
+        Ok(EntryStream {
+            reader,
+            path: path.to_owned(),
+            d: d.clone(),
+            now: SystemTime::now(),
+            buf: Vec::with_capacity(256),
+            line: 0,
+            bytes: 0,
+            done: false,
+            progress,
+        })
+    }
+}
+
+impl Iterator for EntryStream {
+    type Item = std::result::Result<(u64, Entry), BadEntry>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.done {
+            self.buf.clear();
+            let read = match self.reader.read_until(b'\n', &mut self.buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(BadEntry::fatal(
+                        self.line + 1,
+                        self.path.clone(),
+                        format!("cannot read {}: {e}", self.path),
+                    )));
+                }
+            };
+            if read == 0 {
+                self.done = true;
+                self.progress.set_read(self.bytes, self.line);
+                break;
+            }
+            self.line += 1;
+            self.bytes += read as u64;
+            if self.line % PROGRESS_LINES == 0 {
+                self.progress.set_read(self.bytes, self.line);
+            }
+            let text = match std::str::from_utf8(&self.buf) {
+                Ok(t) => t,
+                Err(_) => {
+                    return Some(Err(BadEntry::new(
+                        self.line,
+                        String::from_utf8_lossy(&self.buf).trim_end().to_owned(),
+                        "not UTF-8 text",
+                    )))
+                }
+            };
+            match parse_line(text, &self.d, self.now) {
+                Ok(None) => continue,
+                Ok(Some(e)) => return Some(Ok((self.line, e))),
+                Err(reason) => {
+                    return Some(Err(BadEntry::new(
+                        self.line,
+                        text.trim_end().to_owned(),
+                        reason,
+                    )))
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Formats bulk-load bad entries like [`describe_bad`].
+pub fn describe_bad_entries(path: &str, bad: &[BadEntry], total: u64) -> String {
+    let mut s = String::new();
+    for b in bad.iter().take(10) {
+        s.push_str(&format!("{path}:{}: {}: {:?}\n", b.line, b.reason, b.text));
+    }
+    if total > 10 {
+        s.push_str(&format!("… and {} more bad lines\n", total - 10));
+    }
+    s
+}
+
+/// `block -f FILE` for the set layout: `addrs` and the lines of `path` are streamed into the
+/// kernel's batch by [`autoblock::Controller::block_stream`], with a progress bar on a
+/// terminal; prints what the kernel counts afterwards.
+pub fn block_file(
+    cfg: autoblock::Config,
+    addrs: &[String],
+    path: &str,
+    skip_invalid: bool,
+    d: &Defaults,
+    out: &mut impl Write,
+) -> Result<()> {
+    let args = from_args(addrs, d).map_err(|e| crate::BadInput(format!("{e:#}")))?;
+    let progress = crate::progress::Progress::for_input(path);
+    let stream = EntryStream::open(path, d, progress.clone())?;
+    let mut ctl = autoblock::Controller::open(cfg)?;
+    let mut on_progress = |p| progress.phase(p);
+    let opts = BulkOptions::default()
+        .skip_invalid(skip_invalid)
+        .progress(&mut on_progress);
+    let items = args.into_iter().map(|e| Ok((0, e))).chain(stream);
+    let result = ctl.block_stream(items, opts);
+    progress.finish();
+    let r = match result {
+        Ok(r) => r,
+        Err(BulkError::Invalid { count, bad }) => {
+            let fatal = bad.iter().find(|b| b.fatal);
+            return Err(crate::BadInput(match fatal {
+                Some(f) => format!("{}; nothing was applied", f.reason),
+                None => format!(
+                    "{count} invalid line(s) in {path}; nothing was applied (use --skip-invalid to skip them):\n{}",
+                    describe_bad_entries(path, &bad, count).trim_end()
+                ),
+            })
+            .into());
+        }
+        Err(BulkError::Controller(e)) => return Err(e.into()),
+        Err(e) => return Err(anyhow::anyhow!("{e}")),
+    };
+    if r.invalid > 0 {
+        eprintln!(
+            "autoblock: skipped {} invalid line(s) of {path}:\n{}",
+            r.invalid,
+            describe_bad_entries(path, &r.bad, r.invalid).trim_end()
+        );
+    }
+    for w in &r.warnings {
+        eprintln!("autoblock: warning: {w}");
+    }
+    writeln!(
+        out,
+        "blocked {} entries in {} transaction(s)",
+        r.entries, r.transactions
+    )?;
+    for s in &r.sets {
+        writeln!(
+            out,
+            "  set {:<10} {:>9} sent, elements {} -> {}",
+            s.name,
+            s.sent,
+            s.before,
+            s.after.map_or_else(|| "?".to_owned(), |a| a.to_string())
+        )?;
+    }
+    Ok(())
+}
+
+/// `list --count`: entries per set (set layout) or per family (chain layout), and the
+/// total, from the kernel's counts (no dump of the set layout's sets on kernels >= 6.16).
+pub fn print_counts(
+    ctl: &mut autoblock::Controller,
+    json: bool,
+    out: &mut impl Write,
+) -> Result<()> {
+    let st = ctl.status()?;
+    let set_layout = ctl.config().layout == autoblock::Layout::Set;
+    let mut rows: Vec<(String, u64)> = Vec::new();
+    for f in &st {
+        if set_layout {
+            rows.extend(f.sets.iter().map(|s| (s.name.clone(), s.elements)));
+        } else {
+            let fam = match f.family {
+                autoblock::IpFamily::V4 => "ipv4",
+                autoblock::IpFamily::V6 => "ipv6",
+            };
+            rows.push((fam.to_owned(), f.entries as u64));
+        }
+    }
+    let total: u64 = rows.iter().map(|(_, n)| n).sum();
+    if json {
+        let per: serde_json::Map<String, serde_json::Value> = rows
+            .into_iter()
+            .map(|(k, n)| (k, serde_json::Value::from(n)))
+            .collect();
+        writeln!(
+            out,
+            "{}",
+            serde_json::json!({ "total": total, "counts": per })
+        )?;
+        return Ok(());
+    }
+    for (k, n) in &rows {
+        writeln!(out, "{k} {n}")?;
+    }
+    writeln!(out, "total {total}")?;
+    Ok(())
 }
 
 /// Formats bad lines for an error message (the first few, and a count).

@@ -59,6 +59,9 @@ pub struct BadEntry {
     pub text: String,
     /// Why it was refused.
     pub reason: String,
+    /// The input cannot be read on (an I/O error): the load stops and nothing is applied,
+    /// even with [`BulkOptions::skip_invalid`].
+    pub fatal: bool,
 }
 
 impl BadEntry {
@@ -68,6 +71,15 @@ impl BadEntry {
             line,
             text: text.into(),
             reason: reason.into(),
+            fatal: false,
+        }
+    }
+
+    /// The input broke off at `line` (a read error): the load is refused as a whole.
+    pub fn fatal(line: u64, text: impl Into<String>, reason: impl Into<String>) -> Self {
+        BadEntry {
+            fatal: true,
+            ..BadEntry::new(line, text, reason)
         }
     }
 }
@@ -396,6 +408,14 @@ impl<T: Transport> Controller<T> {
         for item in items {
             let (line, e) = match item {
                 Ok(x) => x,
+                Err(b) if b.fatal => {
+                    load.bad.insert(0, b);
+                    load.invalid += 1;
+                    return Err(BulkError::Invalid {
+                        count: load.invalid,
+                        bad: load.bad,
+                    });
+                }
                 Err(b) => {
                     load.bad(b);
                     continue;
@@ -484,6 +504,14 @@ impl<T: Transport> Controller<T> {
         let now = SystemTime::now();
         for item in items {
             match item {
+                Err(b) if b.fatal => {
+                    load.bad.insert(0, b);
+                    load.invalid += 1;
+                    return Err(BulkError::Invalid {
+                        count: load.invalid,
+                        bad: load.bad,
+                    });
+                }
                 Err(b) => load.bad(b),
                 Ok((line, e)) => match self.validate(std::slice::from_ref(&e)) {
                     Err(err) => load.bad(BadEntry::new(line, e.net.to_string(), err.to_string())),
