@@ -28,6 +28,8 @@ struct Figures {
     tasks: usize,
     ops: u64,
     secs: f64,
+    /// CPU time (user + system) this process used during the run.
+    cpu: f64,
     p50: Duration,
     p99: Duration,
     max: Duration,
@@ -81,14 +83,18 @@ fn real_main() -> Result<(), Box<dyn std::error::Error>> {
     for &n in &tasks {
         let f = rt.block_on(churn(n, window, run_for))?;
         println!(
-            "churn {:>4} tasks: {:>9.0} ops/s  ({} ops in {:.1} s)  latency p50 {} p99 {} max {}",
+            "churn {:>4} tasks: {:>9.0} ops/s  ({} ops in {:.1} s)  latency p50 {} p99 {} max {}  \
+             cpu {:.2} s ({:.0}% of one core, {:.0} ops per cpu-second)",
             f.tasks,
             f.rate(),
             f.ops,
             f.secs,
             ms(f.p50),
             ms(f.p99),
-            ms(f.max)
+            ms(f.max),
+            f.cpu,
+            100.0 * f.cpu / f.secs,
+            f.ops as f64 / f.cpu.max(0.01)
         );
         all.push(f);
     }
@@ -112,6 +118,22 @@ fn real_main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// User + system CPU time of this process so far, from `/proc/self/stat` (in the kernel's
+/// fixed 100 Hz user-visible ticks); 0 if it cannot be read.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command name (which may contain spaces) start at field 3.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15, i.e. 11 and 12 after the ')'.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }
@@ -131,6 +153,7 @@ async fn churn(
     let mut ctl = Controller::open(cfg)?;
     ctl.init()?;
     let (svc, join) = Service::start(ctl, ServiceOptions::default());
+    let cpu0 = cpu_seconds();
     let start = Instant::now();
     let deadline = start + run_for;
     let mut handles = Vec::new();
@@ -165,6 +188,7 @@ async fn churn(
         lat.extend(h.await??);
     }
     let secs = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu0;
     let status = svc.status().await?;
     svc.shutdown().await;
     drop(svc);
@@ -189,6 +213,7 @@ async fn churn(
         tasks: n,
         ops: lat.len() as u64,
         secs,
+        cpu,
         p50: pct(0.50),
         p99: pct(0.99),
         max: pct(1.0),
@@ -242,6 +267,7 @@ fn shell_out_peer(run_for: Duration) -> Result<Figures, Box<dyn std::error::Erro
         tasks: 1,
         ops: lat.len() as u64,
         secs,
+        cpu: 0.0,
         p50: at(0.5),
         p99: at(0.99),
         max: at(1.0),
