@@ -57,7 +57,11 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() {
         print!("{stdout}");
-        bail!("the churn example failed ({}): {}", out.status, stderr.trim());
+        bail!(
+            "the churn example failed ({}): {}",
+            out.status,
+            stderr.trim()
+        );
     }
     let last = stdout
         .lines()
