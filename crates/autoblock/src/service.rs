@@ -18,10 +18,19 @@
 //!    between `block X` and `unblock X`.
 //! 3. Each entry is validated on its own (allowlist, comment); an invalid entry fails only in
 //!    its caller's [`Outcome::failed`].
-//! 4. The blocks of the round are one transaction and the unblocks another. If the kernel
-//!    rejects one element, that entry fails for its caller and the rest is retried without
-//!    it; an error that names no entry makes each request of the round retry on its own, so
-//!    each caller gets the error of its own request.
+//! 4. Set layout, the common case under churn: if every block of the round is of a new
+//!    network and every unblock of a present one, the whole round is one transaction with no
+//!    per-entry lookups (the kernel checks that assumption: `NEWSETELEM` with `NLM_F_EXCL`,
+//!    `DELSETELEM`; if it does not hold, nothing is applied and step 5 runs).
+//! 5. Otherwise the blocks of the round are one transaction and the unblocks another, each
+//!    planned from what the kernel holds. If the kernel rejects one element, that entry
+//!    fails for its caller and the rest is retried without it; an error that names no entry
+//!    makes each request of the round retry on its own, so each caller gets the error of its
+//!    own request.
+//!
+//! Not owned here: what an entry's metadata means in the kernel (the layouts), reading logs,
+//! persistence of bans across restarts (a daemon's job), and timers (expiry is the kernel's
+//! or the caller's).
 //!
 //! ```no_run
 //! use std::time::Duration;
