@@ -7,11 +7,13 @@
 //! touch this machine's own namespace.
 
 use std::collections::BTreeSet;
+use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::pin::Pin;
 use std::time::Duration;
 
 use autoblock::{
-    Config, Controller, Entry, Error, InputError, Layout, Net, Service, ServiceError,
+    Config, Controller, Entry, Error, InputError, Layout, Net, Outcome, Service, ServiceError,
     ServiceOptions,
 };
 use autoblock_tests::{nft, Netns};
@@ -57,9 +59,10 @@ fn kernel_set() -> BTreeSet<Net> {
         .collect()
 }
 
-fn start() -> (Service, tokio::task::JoinHandle<Result<(), Error>>) {
+/// A service whose queue holds `queue` requests.
+fn start(queue: usize) -> (Service, tokio::task::JoinHandle<Result<(), Error>>) {
     let ctl = Controller::open(cfg()).unwrap_or_else(|e| panic!("open: {e}"));
-    Service::start(ctl, ServiceOptions::default().queue(64))
+    Service::start(ctl, ServiceOptions::default().queue(queue))
 }
 
 #[test]
@@ -67,7 +70,7 @@ fn hundreds_of_tasks_leave_exactly_the_expected_set() {
     const TASKS: u32 = 300;
     let ns = Netns::new();
     let (expected, got, applied) = in_runtime(&ns, || async {
-        let (svc, join) = start();
+        let (svc, join) = start(64);
         let mut handles = Vec::new();
         for t in 0..TASKS {
             let svc = svc.clone();
@@ -158,7 +161,7 @@ fn hundreds_of_tasks_leave_exactly_the_expected_set() {
 fn a_poisoned_entry_in_a_coalesced_batch_fails_only_its_caller() {
     let ns = Netns::new();
     let (results, got) = in_runtime(&ns, || async {
-        let (svc, join) = start();
+        let (svc, join) = start(64);
         // Keep the worker busy with one large request while the others queue behind it, so
         // they are merged into the following transactions.
         let big: Vec<Entry> = (0..2000u32)
@@ -235,45 +238,49 @@ fn a_poisoned_entry_in_a_coalesced_batch_fails_only_its_caller() {
 
 #[test]
 fn shutdown_loses_no_accepted_request() {
+    type Call = Pin<Box<dyn Future<Output = (Net, Result<Outcome, ServiceError>)> + Send>>;
     let ns = Netns::new();
-    let (accepted, refused, got) = in_runtime(&ns, || async {
-        let (svc, join) = start();
-        let mut handles = Vec::new();
-        for t in 0..400u32 {
-            let s = svc.clone();
-            handles.push(tokio::spawn(async move {
-                let n = addr(t, 5, t % 2 == 0);
-                (n, s.block(vec![Entry::new(n)]).await)
-            }));
-            if t == 200 {
-                svc.shutdown().await;
+    let (accepted, got) = in_runtime(&ns, || async {
+        let (svc, join) = start(1024);
+        // 300 requests are put in the queue (each call polled once: its send completes at
+        // once, the queue has room), then the shutdown request goes in behind them.
+        let mut calls: Vec<Call> = (0..300u32)
+            .map(|t| {
+                let (s, n) = (svc.clone(), addr(t, 5, t % 2 == 0));
+                let call = async move { (n, s.block(vec![Entry::new(n)]).await) };
+                Box::pin(tokio::task::unconstrained(call)) as Call
+            })
+            .collect();
+        let mut done = Vec::new();
+        let mut waiting = Vec::new();
+        for mut c in calls.drain(..) {
+            tokio::select! {
+                biased;
+                r = &mut c => done.push(r),
+                _ = std::future::ready(()) => waiting.push(c),
             }
         }
+        svc.shutdown().await;
+        // Refused from now on, on every handle.
+        let late = svc.clone();
+        assert!(matches!(
+            late.block(vec![Entry::new(addr(999, 1, false))]).await,
+            Err(ServiceError::Closed)
+        ));
+        for c in waiting {
+            done.push(c.await);
+        }
         let mut accepted = BTreeSet::new();
-        let mut refused = 0;
-        for h in handles {
-            match h.await.unwrap_or_else(|e| panic!("{e}")) {
-                (n, Ok(o)) => {
-                    assert_eq!(o.applied, vec![n]);
-                    accepted.insert(n);
-                }
-                (_, Err(ServiceError::Closed)) => refused += 1,
-                (n, Err(e)) => panic!("{n}: {e}"),
-            }
+        for (n, r) in done {
+            let o = r.unwrap_or_else(|e| panic!("{n}: an accepted request failed: {e}"));
+            assert_eq!(o.applied, vec![n]);
+            accepted.insert(n);
         }
         join.await
             .unwrap_or_else(|e| panic!("worker: {e}"))
             .unwrap_or_else(|e| panic!("worker: {e}"));
-        assert!(matches!(
-            svc.block(vec![Entry::new(addr(999, 1, false))]).await,
-            Err(ServiceError::Closed)
-        ));
-        (accepted, refused, kernel_set())
+        (accepted, kernel_set())
     });
-    assert!(
-        !accepted.is_empty(),
-        "requests before the shutdown were accepted"
-    );
-    assert_eq!(accepted.len() + refused, 400);
+    assert_eq!(accepted.len(), 300, "every queued request was answered");
     assert_eq!(got, accepted, "exactly the accepted requests were applied");
 }

@@ -63,6 +63,8 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
@@ -152,6 +154,8 @@ pub enum ServiceError {
 #[derive(Debug, Clone)]
 pub struct Service {
     tx: mpsc::Sender<Msg>,
+    /// Set by [`Service::shutdown`]: calls that start afterwards are refused at once.
+    closed: Arc<AtomicBool>,
 }
 
 #[derive(Debug)]
@@ -215,10 +219,19 @@ impl Service {
             .run();
             Ok(())
         });
-        (Service { tx }, join)
+        (
+            Service {
+                tx,
+                closed: Arc::new(AtomicBool::new(false)),
+            },
+            join,
+        )
     }
 
     async fn call(&self, op: Op) -> Result<Reply, ServiceError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(ServiceError::Closed);
+        }
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Msg::Req(Request { op, reply }))
@@ -275,6 +288,7 @@ impl Service {
     /// Stops accepting requests (later calls on any handle return [`ServiceError::Closed`]);
     /// everything already queued is still applied and answered, then the worker ends.
     pub async fn shutdown(&self) {
+        self.closed.store(true, Ordering::Release);
         // An error means the worker is already gone: nothing left to flush.
         let _ = self.tx.send(Msg::Close).await;
     }
