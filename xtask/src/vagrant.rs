@@ -34,7 +34,7 @@ pub use lab::Lab;
 pub const DEBIAN_BOX: &str = "autoblock/debian12";
 
 /// Host programs the VM stage needs, and the Debian package of each.
-const HOST_TOOLS: [(&str, &str); 10] = [
+const HOST_TOOLS: [(&str, &str); 11] = [
     ("qemu-system-x86_64", "qemu-system-x86"),
     ("qemu-img", "qemu-utils"),
     ("debootstrap", "debootstrap"),
@@ -45,6 +45,7 @@ const HOST_TOOLS: [(&str, &str); 10] = [
     ("virsh", "libvirt-clients"),
     ("dnsmasq", "dnsmasq-base"),
     ("unshare", "util-linux"),
+    ("strip", "binutils"),
 ];
 
 /// Runs `cargo xtask vagrant …`.
@@ -411,6 +412,19 @@ fn register_box(cache: &Cache, path: &Path) -> Result<()> {
         .context("cannot run vagrant box add")?;
     if !status.success() {
         bail!("vagrant box add failed ({status})");
+    }
+    // vagrant-libvirt uploads each box once into the storage pool, named by
+    // the box's timestamp: the volumes of earlier boxes are dead weight.
+    if let Ok(entries) = fs::read_dir(cache.path("pool")) {
+        for entry in entries.flatten() {
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .contains("_vagrant_box_image_")
+            {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
     }
     fs::write(&marker, wanted).with_context(|| format!("cannot write {}", marker.display()))?;
     Ok(())

@@ -410,8 +410,23 @@ impl Guest {
     /// test binaries into /opt/autoblock-tests.
     pub fn install_payload(&self, payload: &Payload) -> Result<()> {
         self.root("rm -rf /tmp/payload && install -d -o vagrant /tmp/payload")?;
-        let mut files: Vec<&Path> = vec![payload.autoblock.as_path()];
-        files.extend(payload.tests.iter().map(PathBuf::as_path));
+        // Without debug info the files are a fraction of the size, and
+        // ssh in an emulated guest is slow.
+        let stripped = tempfile::tempdir().context("cannot create a temporary directory")?;
+        let mut files = Vec::new();
+        for file in std::iter::once(&payload.autoblock).chain(&payload.tests) {
+            let name = file.file_name().context("a payload file without a name")?;
+            let out = stripped.path().join(name);
+            run_ok(
+                Command::new("strip")
+                    .arg("--strip-debug")
+                    .arg("-o")
+                    .arg(&out)
+                    .arg(file),
+            )?;
+            files.push(out);
+        }
+        let files: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
         self.copy_in(&files, "/tmp/payload")?;
         let mut script = format!(
             "set -e; install -m 755 /tmp/payload/autoblock /usr/local/bin/autoblock; \
