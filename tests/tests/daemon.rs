@@ -384,3 +384,123 @@ fn cli_block_goes_through_the_daemon_and_its_socket_is_0600() {
     assert!(out.status.success(), "{}", output_text(&out));
     assert!(!set_has(ns, "203.0.113.77".parse().unwrap()));
 }
+
+/// Runs `ssh` from `src` in the outside namespace to the host's sshd with a wrong password
+/// and returns its combined output.
+fn ssh_attempt(bed: &TestBed, src: IpAddr, work: &Path) -> String {
+    let host = addr::host_for(src).to_string();
+    let src_s = src.to_string();
+    let known = work.join("known_hosts");
+    let out = bed.outside().cmd(&[
+        "sshpass",
+        "-p",
+        "wrong-password",
+        "ssh",
+        "-F",
+        "/dev/null",
+        "-b",
+        &src_s,
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        &format!("UserKnownHostsFile={}", known.display()),
+        "-o",
+        "PreferredAuthentications=password",
+        "-o",
+        "PubkeyAuthentication=no",
+        "-o",
+        "NumberOfPasswordPrompts=1",
+        "-o",
+        "ConnectTimeout=2",
+        &format!("nosuchuser@{host}"),
+        "true",
+    ]);
+    output_text(&out)
+}
+
+#[test]
+fn live_sshd_brute_force_is_banned_end_to_end() {
+    let bed = TestBed::new();
+    let ns = bed.host();
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), "set", "");
+    let work = dir.path();
+    let key = work.join("host_ed25519");
+    let kg = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .output()
+        .expect("ssh-keygen (openssh-client) is needed");
+    assert!(kg.status.success(), "{}", output_text(&kg));
+    std::fs::create_dir_all("/run/sshd").unwrap();
+    let cfg = work.join("sshd_config");
+    std::fs::write(
+        &cfg,
+        format!(
+            "ListenAddress {}\nPort 22\nHostKey {}\nPidFile {}/sshd.pid\nUsePAM no\n\
+             PasswordAuthentication yes\nKbdInteractiveAuthentication no\nMaxAuthTries 3\n\
+             LogLevel INFO\n",
+            addr::HOST_V4,
+            key.display(),
+            work.display()
+        ),
+    )
+    .unwrap();
+    let log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(work.join("auth.log"))
+        .unwrap();
+    let mut sshd_cmd = Command::new("/usr/sbin/sshd");
+    sshd_cmd
+        .args(["-D", "-e", "-f"])
+        .arg(&cfg)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log);
+    let mut sshd = ns
+        .spawn(sshd_cmd)
+        .expect("spawn sshd (openssh-server is needed)");
+    struct Reap<'a>(&'a mut Child);
+    impl Drop for Reap<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _reap = Reap(&mut sshd);
+    let d = Daemon::start(ns, dir.path());
+
+    let attacker = IpAddr::V4(addr::V4_BLOCKED);
+    let other = IpAddr::V4(addr::V4_OTHER_24);
+    // The second address fails once: below maxretry.
+    let first = ssh_attempt(&bed, other, work);
+    assert!(
+        first.contains("Permission denied"),
+        "sshd answered: {first}"
+    );
+    let mut tries = 0;
+    while !set_has(ns, attacker) {
+        tries += 1;
+        assert!(
+            tries <= 5,
+            "not banned after {tries} failed logins:\n{}\nsshd log:\n{}",
+            d.log_text(),
+            std::fs::read_to_string(work.join("auth.log")).unwrap_or_default()
+        );
+        let out = ssh_attempt(&bed, attacker, work);
+        assert!(out.contains("Permission denied"), "{out}");
+        within(Duration::from_millis(500), || set_has(ns, attacker));
+    }
+    eprintln!("banned after {tries} failed ssh logins");
+    let out = ssh_attempt(&bed, attacker, work);
+    assert!(
+        !out.contains("Permission denied") && out.contains("timed out"),
+        "the banned source must not reach sshd: {out}"
+    );
+    assert!(!set_has(ns, other));
+    let out = ssh_attempt(&bed, other, work);
+    assert!(
+        out.contains("Permission denied"),
+        "the other source still connects: {out}"
+    );
+}
