@@ -504,3 +504,81 @@ fn live_sshd_brute_force_is_banned_end_to_end() {
         "the other source still connects: {out}"
     );
 }
+
+#[test]
+fn chain_layout_expiry_is_enforced_by_the_daemon() {
+    let ns = &Netns::new();
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), "chain", "mirror = false");
+    let text = std::fs::read_to_string(dir.path().join("autoblock.toml")).unwrap();
+    std::fs::write(
+        dir.path().join("autoblock.toml"),
+        text.replace("bantime = \"1h\"", "bantime = \"2s\""),
+    )
+    .unwrap();
+    let d = Daemon::start(ns, dir.path());
+    let a = IpAddr::V4(addr::V4_BLOCKED);
+    d.append(&failure_lines(a, 3, 1000));
+    within(BAN_BOUND, || chain_has(ns, a))
+        .unwrap_or_else(|| panic!("not banned:\n{}", d.log_text()));
+    let gone = within(Duration::from_secs(5), || !chain_has(ns, a));
+    assert!(
+        gone.is_some(),
+        "a 2 s ban still in the chain after 5 s:\n{}",
+        d.log_text()
+    );
+    assert!(d.log_text().contains("ban expired"), "{}", d.log_text());
+}
+
+#[test]
+fn sighup_reloads_the_jails_and_keeps_the_bans() {
+    let ns = &Netns::new();
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), "set", "");
+    let mut d = Daemon::start(ns, dir.path());
+    let a = IpAddr::V4(addr::V4_BLOCKED);
+    let b = IpAddr::V4(addr::V4_OTHER_24);
+    d.append(&failure_lines(a, 3, 1000));
+    within(BAN_BOUND, || set_has(ns, a)).expect("banned with maxretry = 3");
+    let text = std::fs::read_to_string(dir.path().join("autoblock.toml")).unwrap();
+    std::fs::write(
+        dir.path().join("autoblock.toml"),
+        text.replace("maxretry = 3", "maxretry = 1"),
+    )
+    .unwrap();
+    let pid = d.child.as_ref().map(|c| c.id() as libc::pid_t).unwrap();
+    // SAFETY: kill(2) on the daemon this test spawned and still owns.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
+    within(Duration::from_secs(2), || {
+        d.log_text().contains("configuration reloaded")
+    })
+    .unwrap_or_else(|| panic!("no reload:\n{}", d.log_text()));
+    d.append(&failure_lines(b, 1, 2000));
+    within(BAN_BOUND, || set_has(ns, b))
+        .unwrap_or_else(|| panic!("maxretry = 1 after the reload:\n{}", d.log_text()));
+    assert!(set_has(ns, a), "the earlier ban stays");
+    d.signal(libc::SIGTERM);
+}
+
+#[test]
+fn self_heal_is_rate_limited_and_says_so() {
+    let ns = &Netns::new();
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), "set", "heal_per_minute = 2");
+    let d = Daemon::start(ns, dir.path());
+    let a = IpAddr::V4(addr::V4_BLOCKED);
+    d.append(&failure_lines(a, 3, 1000));
+    within(BAN_BOUND, || set_has(ns, a)).expect("banned");
+    for round in 1..=2 {
+        nft(ns, &["flush", "ruleset"]);
+        within(HEAL_BOUND, || set_has(ns, a))
+            .unwrap_or_else(|| panic!("repair {round} missing:\n{}", d.log_text()));
+    }
+    // A third removal within the minute: the daemon stops fighting and says so.
+    nft(ns, &["flush", "ruleset"]);
+    let said = within(Duration::from_secs(2), || {
+        d.log_text().contains("stops fighting")
+    });
+    assert!(said.is_some(), "{}", d.log_text());
+    assert!(!set_has(ns, a), "no third repair within the minute");
+}
