@@ -46,7 +46,8 @@ commands:
   bench detect [--lines N] [--peer-lines M]
                              log lines/s: autoblock scan on N (2000000) generated
                              sshd lines vs fail2ban-regex and sshguard's parser on
-                             the first M (200000)
+                             the first M (200000); then burst and latency of
+                             `autoblock run` (set layout) in a namespace
   fuzz [--seconds N] [TARGET…]
                              run the cargo-fuzz targets of fuzz/ (parse, edit)
                              N (60) seconds each and print their run counts
