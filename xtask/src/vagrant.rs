@@ -117,14 +117,19 @@ pub fn run_vm(machine: &str, keep: bool) -> Result<Report> {
     let guest = lab.guest()?;
     let t = Instant::now();
     match &payload {
-        Some(payload) => guest.install_payload(payload)?,
+        Some(payload) => {
+            guest.install_payload(payload)?;
+            guest.copy_source(&workspace_root())?;
+        }
         None => guest.build_inside(&workspace_root())?,
     }
     report.note("copy in", "ok", t.elapsed());
 
     for bin in guest.test_binaries()? {
         let t = Instant::now();
-        let name = format!("suite {}", bin.rsplit('/').next().unwrap_or(&bin));
+        // `chain_layout-0123abcd` → `chain_layout` (cargo's hash suffix).
+        let file = bin.rsplit('/').next().unwrap_or(&bin);
+        let name = format!("suite {}", file.rsplit_once('-').map_or(file, |(n, _)| n));
         let outcome = guest.run_test_binary(&bin);
         report.step(&name, outcome, t.elapsed());
     }

@@ -445,9 +445,10 @@ impl Guest {
         self.root(&script).map(|_| ())
     }
 
-    /// For the Alma machines: copies the source tree in and builds the CLI
-    /// and the test binaries inside the guest (its own glibc).
-    pub fn build_inside(&self, root: &Path) -> Result<()> {
+    /// Copies the tracked files of the source tree into the guest at the
+    /// same absolute path: test binaries find their data files through
+    /// the path they were compiled at.
+    pub fn copy_source(&self, root: &Path) -> Result<()> {
         let tar = std::env::temp_dir().join("autoblock-src.tar");
         let files = Command::new("git")
             .args(["ls-files", "-z"])
@@ -457,7 +458,7 @@ impl Guest {
         let mut child = Command::new("tar")
             .args(["-c", "-f"])
             .arg(&tar)
-            .args(["--null", "-T", "-"])
+            .args(["--null", "--ignore-failed-read", "-T", "-"])
             .current_dir(root)
             .stdin(Stdio::piped())
             .spawn()
@@ -471,9 +472,22 @@ impl Guest {
             bail!("tar of the source tree failed");
         }
         self.copy_in(&[tar.as_path()], "/tmp")?;
+        let _ = fs::remove_file(&tar);
+        let dir = root.display();
+        self.root(&format!(
+            "set -e; rm -rf '{dir}'; mkdir -p '{dir}'; tar -C '{dir}' -xf /tmp/autoblock-src.tar; \
+             rm -f /tmp/autoblock-src.tar"
+        ))
+        .map(|_| ())
+    }
+
+    /// For the Alma machines: copies the source tree in and builds the CLI
+    /// and the test binaries inside the guest (its own glibc).
+    pub fn build_inside(&self, root: &Path) -> Result<()> {
+        self.copy_source(root)?;
+        let dir = root.display();
         let script = format!(
-            "set -e; rm -rf /root/src && mkdir -p /root/src && cd /root/src; \
-             tar -xf /tmp/autoblock-src.tar; \
+            "set -e; cd '{dir}'; \
              cargo build --release -p autoblock-cli; \
              install -m 755 target/release/autoblock /usr/local/bin/autoblock; \
              rm -rf {GUEST_TESTS}; install -d {GUEST_TESTS}; \
