@@ -9,8 +9,8 @@
 //! - set layout: bans with timeouts, autoblock's boot unit
 //!   (packaging/autoblock-restore.service) → reboot → restored with their
 //!   remaining time — only when the CLI has `save`/`restore --file`;
-//! - the packaged daemon and the .deb install, reported as not yet possible
-//!   until their pieces exist.
+//! - the packaged daemon and the .deb install: not written yet, reported as
+//!   such (never as passed).
 //!
 //! Every scenario sets up first, one reboot serves them all, then each is
 //! checked. It deliberately does not retry or relax a check: a failure is
@@ -169,11 +169,12 @@ pub fn run_all(_lab: &Lab, guest: &Guest, report: &mut Report) {
     for (name, why) in [
         (
             "daemon: sshd brute force banned, ban survives reboot, firewall reloads healed",
-            "`autoblock run` and its packaged unit are not in the CLI yet",
+            "the VM stage has no daemon scenario yet (sshd attacker namespace, packaged \
+             unit, firewall reload healing)",
         ),
         (
             "install from the .deb",
-            "no .deb is built by the project yet",
+            "the VM stage does not build and install the .deb yet",
         ),
     ] {
         report.step(
