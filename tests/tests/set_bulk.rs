@@ -205,6 +205,55 @@ fn reloading_replaces_timeouts_comments_and_permanence() {
 }
 
 #[test]
+fn reloading_without_destroy_uses_add_delete_add() {
+    let ns = Netns::new();
+    let c = || cfg().use_destroy(false);
+    let first: Vec<Item> = vec![Ok((1, Entry::new(v4(1)).with_comment("old")))];
+    load(&ns, c(), first, BulkOpts::default()).unwrap();
+    let second: Vec<Item> = vec![
+        Ok((1, Entry::new(v4(1)).with_timeout(Duration::from_secs(600)))),
+        Ok((2, Entry::new(v4(2)))),
+    ];
+    let r = load(&ns, c(), second, BulkOpts::default()).unwrap();
+    assert!(r.sets[0].replaced, "{r:?}");
+    let s = nft(&ns, &["list", "set", "inet", "autoblock", "addr4"]);
+    assert!(
+        s.contains("10.0.0.2 timeout 10m") || s.contains("10.0.0.2 timeout 9m59s"),
+        "{s}"
+    );
+    assert!(!s.contains("old"), "{s}");
+    assert_eq!(count_in(&ns, "addr4"), 2);
+}
+
+#[test]
+fn a_stream_grows_a_set_before_it_would_fill() {
+    let ns = Netns::new();
+    let first: Vec<Item> = (0..60_000u32)
+        .map(|i| Ok((u64::from(i) + 1, Entry::new(v4(i)))))
+        .collect();
+    load(&ns, cfg(), first, BulkOpts::default()).unwrap();
+    let size = |ns: &Netns| {
+        let s = nft(ns, &["list", "set", "inet", "autoblock", "addr4"]);
+        s.lines()
+            .find_map(|l| l.trim().strip_prefix("size "))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    assert_eq!(size(&ns), 120_000);
+    // 60,000 + 100,000 would fill 120,000 slots past 80 %: the set grows first.
+    let second: Vec<Item> = (60_000..160_000u32)
+        .map(|i| Ok((u64::from(i) + 1, Entry::new(v4(i)))))
+        .collect();
+    let r = load(&ns, cfg(), second, BulkOpts::default()).unwrap();
+    assert_eq!(
+        (r.sets[0].before, r.sets[0].after),
+        (60_000, Some(160_000)),
+        "{r:?}"
+    );
+    assert_eq!(size(&ns), 320_000);
+}
+
+#[test]
 fn a_split_load_arrives_whole_and_says_so() {
     let ns = Netns::new();
     let n = 20_000u32;
@@ -395,7 +444,7 @@ fn cli_load_in_a_user_namespace_is_split_and_says_so() {
     // about three times the largest datagram the user namespace can send (2 × wmem_max).
     let n = u32::try_from((wmem_max * 2 * 3 / 232).max(5_000)).unwrap_or(200_000);
     let comment = format!(" comment={}", "c".repeat(200));
-    let (_dir, path) = address_file(n, &comment);
+    let (dir, path) = address_file(n, &comment);
     let bin = autoblock_tests::autoblock_bin();
     let script = format!(
         "{bin} --layout set --no-mirror block -f {path} && {bin} --layout set list --count",
@@ -404,6 +453,12 @@ fn cli_load_in_a_user_namespace_is_split_and_says_so() {
     let out = std::process::Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
         .args(["unshare", "--map-root-user", "--net", "sh", "-c", &script])
+        // Not this machine's /run/autoblock: nothing of the host is used.
+        .env("AUTOBLOCK_RUNTIME_DIR", dir.path())
+        .env(
+            "AUTOBLOCK_CONTROL_SOCKET",
+            dir.path().join("no-daemon.sock"),
+        )
         .output()
         .unwrap_or_else(|e| {
             panic!("cannot run setpriv/unshare (util-linux) for the user-namespace test: {e}")

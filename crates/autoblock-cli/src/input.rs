@@ -188,9 +188,19 @@ impl EntryStream {
             let f = std::fs::File::open(path).with_context(|| format!("cannot open {path}"))?;
             Box::new(std::io::BufReader::with_capacity(1 << 20, f))
         };
-        Ok(EntryStream {
+        Ok(EntryStream::from_reader(reader, path, d, progress))
+    }
+
+    /// Reads from `reader`; `name` is what messages call it.
+    pub fn from_reader(
+        reader: Box<dyn BufRead>,
+        name: &str,
+        d: &Defaults,
+        progress: crate::progress::Progress,
+    ) -> Self {
+        EntryStream {
             reader,
-            path: path.to_owned(),
+            path: name.to_owned(),
             d: d.clone(),
             now: SystemTime::now(),
             buf: Vec::with_capacity(256),
@@ -198,7 +208,7 @@ impl EntryStream {
             bytes: 0,
             done: false,
             progress,
-        })
+        }
     }
 }
 
@@ -423,5 +433,72 @@ mod tests {
         assert!(parse_line("192.0.2.1 # trailing", &d, now)
             .unwrap()
             .is_some());
+        // The plain-address fast path agrees with Net::parse.
+        for a in [
+            "::ffff:192.0.2.9",
+            "2001:DB8::1",
+            "0.0.0.0",
+            "fe80::1%eth0",
+            "1.2.3",
+        ] {
+            let fast = parse_line(a, &d, now).map(|e| e.map(|e| e.net));
+            let slow = Net::parse(a, false).map(Some).map_err(|e| e.to_string());
+            assert_eq!(fast, slow, "{a}");
+        }
+    }
+
+    /// Reads `text` as a bulk file.
+    fn stream(text: &[u8]) -> Vec<std::result::Result<(u64, Entry), BadEntry>> {
+        let reader = Box::new(std::io::Cursor::new(text.to_vec()));
+        EntryStream::from_reader(
+            reader,
+            "t",
+            &Defaults::default(),
+            crate::progress::Progress::default(),
+        )
+        .collect()
+    }
+
+    #[test]
+    fn stream_numbers_lines_and_keeps_going_after_bad_ones() {
+        let got = stream(b"# head\n192.0.2.1\n\nbad\n\xff\xfe\n2001:db8::/32 timeout=1h");
+        assert_eq!(got.len(), 4);
+        assert_eq!(
+            got[0].as_ref().map(|(l, e)| (*l, e.net.to_string())),
+            Ok((2, "192.0.2.1/32".into()))
+        );
+        let bad: Vec<u64> = got
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .map(|b| b.line)
+            .collect();
+        assert_eq!(bad, [4, 5]);
+        assert!(got
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .all(|b| !b.fatal));
+        let last = got[3].as_ref().map(|(l, e)| (*l, e.expires.is_some()));
+        assert_eq!(last, Ok((6, true)));
+    }
+
+    #[test]
+    fn a_read_error_ends_the_stream_with_a_fatal_entry() {
+        struct Broken;
+        impl std::io::Read for Broken {
+            fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+                Err(std::io::Error::other("disk on fire"))
+            }
+        }
+        let reader = Box::new(std::io::BufReader::new(Broken));
+        let got: Vec<_> = EntryStream::from_reader(
+            reader,
+            "t",
+            &Defaults::default(),
+            crate::progress::Progress::default(),
+        )
+        .collect();
+        assert_eq!(got.len(), 1);
+        let b = got[0].as_ref().unwrap_err();
+        assert!(b.fatal && b.reason.contains("disk on fire"), "{b:?}");
     }
 }
