@@ -43,6 +43,10 @@ use crate::util::{build_autoblock, find_program, require_root, show_duration, Fl
 const LINES_TARGET: f64 = 1_000_000.0;
 /// Target: how many times faster than fail2ban-regex.
 const RATIO_TARGET: f64 = 50.0;
+/// Target: seconds from the burst's last line until all its addresses are banned.
+const BURST_TARGET_S: f64 = 2.0;
+/// Target: p99 of line written -> ban in the kernel, in milliseconds.
+const P99_TARGET_MS: f64 = 10.0;
 /// Distinct attacking addresses in the generated log.
 const ATTACKERS: u32 = 100_000;
 const SSHG_PARSER: &str = "/usr/libexec/sshguard/sshg-parser";
@@ -153,6 +157,11 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
             (None, None)
         }
     };
+    println!(
+        "targets: burst fully banned <= {BURST_TARGET_S} s after the last line: {}; latency p99 <= {P99_TARGET_MS} ms: {}",
+        verdict(burst.map(|b| b <= BURST_TARGET_S)),
+        verdict(p99.map(|p| p <= P99_TARGET_MS))
+    );
     let show = |r: Option<f64>| r.map_or_else(|| "-".to_owned(), |r| format!("{r:.0}"));
     println!(
         "detect: {ours_rate:.0} lines/s (fail2ban-regex {} lines/s, sshguard {} lines/s) burst {} s latency p99 {} ms",
