@@ -294,6 +294,10 @@ pub struct Guest {
     logs: PathBuf,
 }
 
+/// How long one test binary may run in the guest (seconds) before it is
+/// killed and counted as failed: a hang must not stall CI.
+const TEST_TIMEOUT: u32 = 1200;
+
 /// Where the test binaries live in the guest.
 const GUEST_TESTS: &str = "/opt/autoblock-tests";
 
@@ -512,7 +516,8 @@ impl Guest {
     /// failure reason.
     pub fn run_test_binary(&self, bin: &str) -> Result<super::StepResult> {
         let output = self.root_output(&format!(
-            "cd /tmp && CI=true AUTOBLOCK_BIN=/usr/local/bin/autoblock {bin} 2>&1"
+            "cd /tmp && CI=true AUTOBLOCK_BIN=/usr/local/bin/autoblock \
+             timeout {TEST_TIMEOUT} {bin} 2>&1"
         ))?;
         let text = String::from_utf8_lossy(&output.stdout).into_owned();
         let _ = fs::create_dir_all(&self.logs);
