@@ -12,6 +12,7 @@ mod bench;
 mod demo;
 mod fuzz;
 mod netns;
+mod package;
 mod test;
 mod util;
 mod vagrant;
@@ -59,6 +60,9 @@ commands:
                              the end-to-end suite and the reboot scenarios in a
                              VM (libvirt in a private network namespace)
   vagrant clean              tear down a VM kept with --keep
+  package [--out DIR]        the .deb and .rpm (cargo-deb, cargo-generate-rpm;
+                             installed once if missing) with the release binary,
+                             units, man pages, completions and default config
   help                       this text";
 
 fn main() -> ExitCode {
@@ -83,6 +87,7 @@ fn dispatch(args: &[String]) -> Result<ExitCode> {
         "fuzz" => fuzz::run(rest),
         "bench" => bench::run(rest),
         "measure" => bench::measure_command(rest),
+        "package" => package::run(rest),
         "vagrant" => vagrant::run(rest),
         netns::WRAPPER => netns::wrapper_main(rest).map(|()| ExitCode::SUCCESS),
         "help" | "-h" | "--help" => {
