@@ -810,8 +810,9 @@ impl<T: Transport> Controller<T> {
     }
 
     /// Streams every entry of the set layout to `f`, set by set, without building an index
-    /// (a set of a million elements is listed in constant memory; the kernel still needs
-    /// about 8 s to dump it). `expires` is computed from the remaining time the kernel
+    /// (a set of a million elements is listed in 6 MB; the kernel still needs seconds to
+    /// dump it when idle, and took 40 s of CPU, 126 s wall, on a busy 2-core host, where
+    /// `nft list set` took 134 s and 645 MB). `expires` is computed from the remaining time the kernel
     /// reports; `packets`/`bytes` are 0 because counters are per set rule, not per entry
     /// (see [`Controller::status`]). If another program changes the ruleset during the dump,
     /// the dump restarts and entries already passed to `f` may be passed again.
