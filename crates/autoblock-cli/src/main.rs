@@ -114,10 +114,11 @@ enum Command {
     Unblock(UnblockArgs),
     /// List blocked entries with their packet/byte counters.
     ///
-    /// The set layout streams the kernel's dump as it arrives; a dump is costly for the
-    /// kernel on large sets (about 8 s for 1,000,000 elements). Use --count for the numbers
-    /// only: it reads the sets' element counts without dumping them (kernels >= 6.16; older
-    /// kernels need the dump to count).
+    /// The set layout streams the kernel's dump as it arrives, in constant memory; but the
+    /// kernel's cost of a dump grows with the square of the set's size: 1,000,000 elements
+    /// take it seconds on an idle host and took 40 s of kernel CPU (2 minutes wall) on a
+    /// busy one. Use --count for the numbers only: it reads the sets' element counts without
+    /// dumping them (kernels >= 6.16; older kernels need the dump to count).
     List {
         /// Machine-readable output, one JSON object per entry.
         #[arg(long)]
