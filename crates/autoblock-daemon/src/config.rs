@@ -265,6 +265,9 @@ pub struct Config {
     /// The jails.
     #[serde(default, rename = "jail")]
     pub jails: Vec<JailConfig>,
+    /// `[crowdsec]`: enforce a CrowdSec Local API's decisions (bouncer mode).
+    #[serde(default)]
+    pub crowdsec: Option<crate::crowdsec::CrowdsecConfig>,
 }
 
 /// One `[[jail]]`: a log source, a filter and a ban policy.
@@ -286,9 +289,13 @@ pub struct JailConfig {
     /// Log files to follow.
     #[serde(default)]
     pub files: Vec<PathBuf>,
-    /// Read the systemd journal.
+    /// Read the systemd journal (entries count only when journald's trusted fields say the
+    /// server wrote them; filters `sshd` and `mysqld-auth`).
     #[serde(default)]
     pub journal: bool,
+    /// Where the journal files are (default: /var/log/journal and /run/log/journal).
+    #[serde(default)]
+    pub journal_dirs: Vec<PathBuf>,
     /// Where followed files are read from at start.
     #[serde(default)]
     pub read_from: ReadFrom,
@@ -425,6 +432,15 @@ impl Config {
                     &at,
                     format!(
                         "jail `{}` reads nothing: give `files` or `journal = true`",
+                        j.name
+                    ),
+                ));
+            }
+            if j.journal && j.filter == "regex" {
+                return Err(err(
+                    &at,
+                    format!(
+                        "jail `{}`: journal = true needs filter sshd or mysqld-auth (their trusted journal fields are known)",
                         j.name
                     ),
                 ));

@@ -19,8 +19,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use autoblock::{Entry, Net, Service, ServiceOptions};
 use autoblock_detect::{
-    AllowList, BanDecision, Event, IpNetwork, OffenceRecord, PolicyState, Scanner, Timestamp,
-    YearContext,
+    AllowList, BanDecision, Event, IpNetwork, JournalTrust, OffenceRecord, PolicyState, Scanner,
+    Timestamp, YearContext,
 };
 use regex::bytes::RegexSet;
 use tokio::signal::unix::{signal, SignalKind};
@@ -109,6 +109,9 @@ pub enum DaemonError {
     /// Installing a signal handler failed.
     #[error("signal handler: {0}")]
     Signal(std::io::Error),
+    /// The CrowdSec bouncer could not be started.
+    #[error("crowdsec: {0}")]
+    Crowdsec(#[from] crate::crowdsec::CrowdsecError),
 }
 
 /// What the change monitor reports: another process changed the ruleset in a way that may
@@ -135,6 +138,10 @@ struct JailRt {
     bans: u64,
     generation: u64,
     sources: Vec<SourceHandle>,
+    /// Which journal entries may speak for this jail's server (journal jails).
+    trust: Option<JournalTrust>,
+    /// Journal entries read (their sequence numbers for the scanner).
+    entries: u64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -221,6 +228,8 @@ pub async fn run(opts: Options, monitor: Option<MonitorStart>) -> Result<(), Dae
         started: unix_now(),
     };
     d.reconcile().await?;
+    // Bouncer mode starts after the reconciliation, whose sync would remove its bans.
+    let _bouncer = crate::crowdsec::Bouncer::start_configured(&d.cfg, d.opts.dry_run)?;
     d.build_jails(Vec::new())?;
 
     let listener = control::bind(&d.cfg.control_socket)?;
@@ -437,14 +446,16 @@ impl Daemon {
                 bans: 0,
                 generation,
                 sources: Vec::new(),
+                trust: None,
+                entries: 0,
             };
             if let Some(p) = old.iter().find(|o| o.cfg.name == jc.name) {
                 rt.lines = p.lines;
             }
-            if jc.journal {
-                warn!(jail = %jc.name, "the journal source is not available in this build; this jail reads only its files");
-            }
             let index = jails.len();
+            if jc.journal {
+                self.start_journal(jc, &mut rt, index, generation);
+            }
             for path in &jc.files {
                 let read_from = match jc.read_from {
                     crate::config::ReadFrom::End => source::ReadFrom::End,
@@ -481,6 +492,45 @@ impl Daemon {
         }
         self.jails = jails;
         Ok(())
+    }
+
+    #[cfg(feature = "journal")]
+    fn start_journal(&self, jc: &JailConfig, rt: &mut JailRt, index: usize, generation: u64) {
+        rt.trust = Some(if jc.filter == "mysqld-auth" {
+            JournalTrust::mysqld()
+        } else {
+            JournalTrust::sshd()
+        });
+        let mut jcfg = if jc.journal_dirs.is_empty() {
+            source::JournalSourceConfig::default()
+        } else {
+            source::JournalSourceConfig::dirs(jc.journal_dirs.clone())
+        };
+        jcfg = jcfg.read_from(match jc.read_from {
+            crate::config::ReadFrom::End => source::ReadFrom::End,
+            crate::config::ReadFrom::Start => source::ReadFrom::Start,
+        });
+        match source::follow_journal(jcfg) {
+            Ok((handle, mut rx)) => {
+                let tx = self.lines_tx.clone();
+                tokio::spawn(async move {
+                    while let Some(ev) = rx.recv().await {
+                        if tx.send((generation, index, ev)).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+                rt.sources.push(handle);
+            }
+            Err(e) => {
+                error!(jail = %jc.name, "the journal cannot be read, this jail reads only its files: {e}")
+            }
+        }
+    }
+
+    #[cfg(not(feature = "journal"))]
+    fn start_journal(&self, jc: &JailConfig, _rt: &mut JailRt, _index: usize, _generation: u64) {
+        error!(jail = %jc.name, "this build has no journal source (cargo feature `journal`); this jail reads only its files");
     }
 
     fn reload(&mut self) {
@@ -560,6 +610,32 @@ impl Daemon {
                     Event::Failure(f) => {
                         jr.failures += 1;
                         debug!(jail = %jr.cfg.name, host = %f.host, kind = f.kind.as_str(), "failure");
+                        if let Some(b) = jr.policy.record(&f, now) {
+                            pending.push((j, b));
+                        }
+                    }
+                    Event::Forgive { host, count } => jr.policy.forgive(host, count),
+                }
+            }
+            SourceEvent::Entry(entry) => {
+                jr.lines += 1;
+                jr.entries += 1;
+                let Some(trust) = &jr.trust else { return };
+                let env = match trust.judge(|name| entry.get(name)) {
+                    Ok(env) => env,
+                    Err(why) => {
+                        debug!(jail = %jr.cfg.name, ?why, "journal entry not trusted");
+                        return;
+                    }
+                };
+                let now = Timestamp::now();
+                jr.scanner.year_context_mut().set_now(now);
+                let Some(det) = jr.scanner.feed_envelope(jr.entries, &env) else {
+                    return;
+                };
+                match det.event {
+                    Event::Failure(f) => {
+                        jr.failures += 1;
                         if let Some(b) = jr.policy.record(&f, now) {
                             pending.push((j, b));
                         }
