@@ -16,6 +16,7 @@ mod cmd_check;
 mod cmd_gen;
 mod cmd_config;
 mod cmd_restore;
+mod cmd_scan;
 mod cmd_run;
 mod input;
 mod mirror;
@@ -140,6 +141,8 @@ enum Command {
     Restore(cmd_restore::RestoreArgs),
     /// Compare the kernel with the sysconfig files (or --file); exit 0 in step, 1 different.
     Check(cmd_check::CheckArgs),
+    /// Find authentication failures in a log file (or what a jail would have banned).
+    Scan(cmd_scan::ScanArgs),
     /// Write the manual pages or shell completions (used when packaging).
     #[command(hide = true)]
     Gen(cmd_gen::GenArgs),
@@ -439,6 +442,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Restore(a) => cmd_restore::restore(cfg, &a, guard, &mut out)?,
         Command::Check(a) => cmd_check::run(cfg, g, &a, &mut out)?,
+        Command::Scan(a) => cmd_scan::run(&a, &mut out)?,
         Command::Gen(a) => cmd_gen::run(&a, &mut out)?,
         Command::Save(_) => {
             let mut ctl = Controller::open(cfg)?;
