@@ -582,3 +582,89 @@ fn self_heal_is_rate_limited_and_says_so() {
     assert!(said.is_some(), "{}", d.log_text());
     assert!(!set_has(ns, a), "no third repair within the minute");
 }
+
+#[test]
+fn journal_entries_count_only_when_journald_says_sshd_wrote_them() {
+    let ns = &Netns::new();
+    let dir = tempfile::tempdir().unwrap();
+    let d_ = dir.path();
+    // Three failures by sshd itself, three forged with `logger -t sshd` by a user.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros();
+    let mut export = String::new();
+    for i in 0..6u128 {
+        let (trusted, src) = if i < 3 {
+            (
+                "_UID=0\n_COMM=sshd\n_EXE=/usr/sbin/sshd\n_SYSTEMD_UNIT=ssh.service\n",
+                addr::V4_BLOCKED,
+            )
+        } else {
+            (
+                "_UID=1000\n_COMM=logger\nSYSLOG_IDENTIFIER=sshd\n",
+                addr::V4_OTHER_24,
+            )
+        };
+        export.push_str(&format!(
+            "__REALTIME_TIMESTAMP={}\n__MONOTONIC_TIMESTAMP={}\n\
+             _BOOT_ID=0123456789abcdef0123456789abcdef\n_PID={}\n{trusted}\
+             MESSAGE=Failed password for root from {src} port {} ssh2\n\n",
+            now + i,
+            i + 1,
+            700 + i,
+            40000 + i
+        ));
+    }
+    std::fs::create_dir_all(d_.join("journal")).unwrap();
+    let mut jr = std::process::Command::new("/lib/systemd/systemd-journal-remote")
+        .arg("-o")
+        .arg(d_.join("journal/test.journal"))
+        .arg("-")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("systemd-journal-remote (package systemd-journal-remote) is needed");
+    jr.stdin
+        .take()
+        .unwrap()
+        .write_all(export.as_bytes())
+        .unwrap();
+    let out = jr.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    std::fs::write(
+        d_.join("autoblock.toml"),
+        format!(
+            r#"layout = "set"
+state_dir = "{d}/state"
+control_socket = "{d}/control.sock"
+[[jail]]
+name = "sshd-journal"
+filter = "sshd"
+journal = true
+journal_dirs = ["{d}/journal"]
+read_from = "start"
+maxretry = 3
+findtime = "10m"
+bantime = "1h"
+"#,
+            d = d_.display()
+        ),
+    )
+    .unwrap();
+    let d = Daemon::start(ns, d_);
+    within(BAN_BOUND, || set_has(ns, IpAddr::V4(addr::V4_BLOCKED)))
+        .unwrap_or_else(|| panic!("sshd's own entries ban:\n{}", d.log_text()));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !set_has(ns, IpAddr::V4(addr::V4_OTHER_24)),
+        "entries forged by an unprivileged logger frame no one:\n{}",
+        d.log_text()
+    );
+    assert!(
+        d.log_text().contains("journal entry not trusted"),
+        "the forged entries were read and refused:\n{}",
+        d.log_text()
+    );
+}
