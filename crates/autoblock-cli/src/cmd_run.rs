@@ -144,7 +144,7 @@ pub fn via_daemon(cmd: &Command, out: &mut impl Write) -> Result<bool> {
             )?;
             Ok(true)
         }
-        Command::List { json, .. } => {
+        Command::List { json, count: false } => {
             let Some(r) = ask(&Request::List)? else {
                 return Ok(false);
             };
