@@ -668,3 +668,48 @@ bantime = "1h"
         d.log_text()
     );
 }
+
+#[test]
+fn the_daemon_executes_no_program() {
+    let ns = &Netns::new();
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), "set", "");
+    let trace = dir.path().join("trace");
+    let log = std::fs::File::create(dir.path().join("daemon.log")).unwrap();
+    let mut cmd = Command::new("strace");
+    cmd.args(["-f", "-qq", "-e", "trace=execve,execveat", "-o"])
+        .arg(&trace)
+        .arg(autoblock_bin())
+        .args(["run", "--config"])
+        .arg(dir.path().join("autoblock.toml"))
+        .env("AUTOBLOCK_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log);
+    let mut child = ns.spawn(cmd).expect("strace is needed");
+    let sock = dir.path().join("control.sock");
+    within(Duration::from_secs(10), || sock.exists()).expect("the daemon started");
+    let a = IpAddr::V4(addr::V4_BLOCKED);
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.path().join("auth.log"))
+        .unwrap()
+        .write_all(failure_lines(a, 3, 1000).as_bytes())
+        .unwrap();
+    within(BAN_BOUND, || set_has(ns, a)).expect("banned under strace");
+    nft(ns, &["flush", "ruleset"]);
+    within(Duration::from_secs(2), || set_has(ns, a)).expect("healed under strace");
+    // The daemon reports its own pid (strace's child, in this namespace).
+    let st = ns.autoblock_env(
+        &["status", "--json"],
+        &[("AUTOBLOCK_CONTROL_SOCKET", sock.to_str().unwrap())],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+    let pid = v["daemon"]["pid"].as_i64().expect("daemon pid") as libc::pid_t;
+    // SAFETY: kill(2) on the daemon this test started (under strace) and still waits for.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let execs: Vec<&str> = text.lines().filter(|l| l.contains("execve")).collect();
+    assert_eq!(execs.len(), 1, "only the daemon's own exec:\n{text}");
+}
