@@ -1,0 +1,190 @@
+//! CrowdSec bouncer mode: the daemon follows a CrowdSec Local API's decisions stream and
+//! enforces its `ban` decisions through the controller, so bans decided anywhere in a fleet
+//! reach this host.
+//!
+//! Parts: [`duration`] reads Go durations, [`stream`] reads the stream's JSON decision by
+//! decision, [`apply`] feeds an answer into the bulk loader (the whole start-up stream in one
+//! transaction), [`bouncer`] is the polling thread (HTTP, reconnect and resync). This module
+//! owns the `[crowdsec]` configuration section. It does not own the daemon's own bans (the
+//! store and jails), and it never logs the API key.
+
+pub mod apply;
+pub mod bouncer;
+pub mod duration;
+pub mod stream;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+
+use crate::config::Dur;
+
+pub use bouncer::{Bouncer, BouncerStatus};
+
+/// The `[crowdsec]` section of the daemon's configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct CrowdsecConfig {
+    /// The Local API, e.g. `http://127.0.0.1:8080/` (`https://` is verified with rustls).
+    pub url: LapiUrl,
+    /// A file holding the bouncer's API key (`cscli bouncers add NAME -o raw`).
+    pub api_key_file: PathBuf,
+    /// How often to ask for new and deleted decisions (default 10 s).
+    #[serde(default = "default_poll")]
+    pub poll: Dur,
+    /// The machine id under which the daemon's own bans are pushed (with `password_file`).
+    #[serde(default)]
+    pub machine_id: Option<String>,
+    /// A file holding that machine's password.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+}
+
+fn default_poll() -> Dur {
+    Dur(Duration::from_secs(10))
+}
+
+impl CrowdsecConfig {
+    /// A configuration for the Local API at `url` with the key in `api_key_file`.
+    pub fn new(url: LapiUrl, api_key_file: impl Into<PathBuf>) -> Self {
+        CrowdsecConfig {
+            url,
+            api_key_file: api_key_file.into(),
+            poll: default_poll(),
+            machine_id: None,
+            password_file: None,
+        }
+    }
+
+    /// Sets the polling interval.
+    pub fn poll(mut self, every: Duration) -> Self {
+        self.poll = Dur(every);
+        self
+    }
+}
+
+/// The Local API's base address: `http` or `https`, ending in `/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LapiUrl(pub reqwest::Url);
+
+impl LapiUrl {
+    /// Parses and checks a base address; the error names it.
+    pub fn parse(s: &str) -> Result<LapiUrl, CrowdsecError> {
+        let bad = |reason: String| CrowdsecError::Url {
+            url: s.to_owned(),
+            reason,
+        };
+        let mut u = reqwest::Url::parse(s.trim()).map_err(|e| bad(e.to_string()))?;
+        if u.scheme() != "http" && u.scheme() != "https" {
+            return Err(bad("only http:// and https:// are supported".into()));
+        }
+        if u.query().is_some() || u.fragment().is_some() {
+            return Err(bad("a query or fragment is not allowed".into()));
+        }
+        if !u.path().ends_with('/') {
+            let p = format!("{}/", u.path());
+            u.set_path(&p);
+        }
+        Ok(LapiUrl(u))
+    }
+
+    /// `path` (relative, e.g. `v1/decisions/stream`) under this base.
+    pub fn join(&self, path: &str) -> reqwest::Url {
+        // A relative path joined to a base ending in `/` always parses.
+        self.0.join(path).unwrap_or_else(|_| self.0.clone())
+    }
+}
+
+impl<'de> Deserialize<'de> for LapiUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        LapiUrl::parse(&s).map_err(de::Error::custom)
+    }
+}
+
+/// Errors of the bouncer's set-up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CrowdsecError {
+    /// A secret file (API key, password) cannot be read or is empty.
+    #[error("{file}: {reason}")]
+    Secret {
+        /// The file.
+        file: PathBuf,
+        /// What is wrong (never its content).
+        reason: String,
+    },
+    /// The Local API address is invalid.
+    #[error("bad CrowdSec Local API address {url:?}: {reason}")]
+    Url {
+        /// The address as written.
+        url: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The HTTP client or the bouncer thread could not be set up.
+    #[error("cannot start the CrowdSec bouncer: {0}")]
+    Start(String),
+}
+
+/// Reads a secret (first line, trimmed) from `file`; the error never shows the content.
+pub fn read_secret(file: &Path) -> Result<String, CrowdsecError> {
+    let bad = |reason: String| CrowdsecError::Secret {
+        file: file.to_owned(),
+        reason,
+    };
+    let text = std::fs::read_to_string(file).map_err(|e| bad(format!("cannot read: {e}")))?;
+    let s = text.lines().next().unwrap_or("").trim().to_owned();
+    if s.is_empty() {
+        return Err(bad("is empty".into()));
+    }
+    if !s.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(bad(
+            "holds characters that cannot go into an HTTP header".into()
+        ));
+    }
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let u = LapiUrl::parse("http://127.0.0.1:8080").unwrap();
+        assert_eq!(
+            u.join("v1/decisions/stream").as_str(),
+            "http://127.0.0.1:8080/v1/decisions/stream"
+        );
+        let u = LapiUrl::parse("https://lapi.example/crowdsec").unwrap();
+        assert_eq!(
+            u.join("v1/decisions/stream").as_str(),
+            "https://lapi.example/crowdsec/v1/decisions/stream"
+        );
+        for bad in ["ftp://x/", "not a url", "http://x/?a=1"] {
+            let e = LapiUrl::parse(bad).unwrap_err().to_string();
+            assert!(e.contains(bad), "{e}");
+        }
+    }
+
+    #[test]
+    fn secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("key");
+        std::fs::write(&f, "  abc123  \nsecond line\n").unwrap();
+        assert_eq!(read_secret(&f).unwrap(), "abc123");
+        std::fs::write(&f, "\n").unwrap();
+        assert!(read_secret(&f)
+            .unwrap_err()
+            .to_string()
+            .contains("is empty"));
+        std::fs::write(&f, "se cret").unwrap();
+        let e = read_secret(&f).unwrap_err().to_string();
+        assert!(!e.contains("se cret"), "{e}");
+        assert!(read_secret(&dir.path().join("none")).is_err());
+    }
+}
