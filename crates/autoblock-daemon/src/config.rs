@@ -265,6 +265,9 @@ pub struct Config {
     /// The jails.
     #[serde(default, rename = "jail")]
     pub jails: Vec<JailConfig>,
+    /// `[crowdsec]`: enforce a CrowdSec Local API's decisions (bouncer mode).
+    #[serde(default)]
+    pub crowdsec: Option<crate::crowdsec::CrowdsecConfig>,
 }
 
 /// One `[[jail]]`: a log source, a filter and a ban policy.

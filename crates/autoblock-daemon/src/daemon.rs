@@ -109,6 +109,9 @@ pub enum DaemonError {
     /// Installing a signal handler failed.
     #[error("signal handler: {0}")]
     Signal(std::io::Error),
+    /// The CrowdSec bouncer could not be started.
+    #[error("crowdsec: {0}")]
+    Crowdsec(#[from] crate::crowdsec::CrowdsecError),
 }
 
 /// What the change monitor reports: another process changed the ruleset in a way that may
@@ -225,6 +228,8 @@ pub async fn run(opts: Options, monitor: Option<MonitorStart>) -> Result<(), Dae
         started: unix_now(),
     };
     d.reconcile().await?;
+    // Bouncer mode starts after the reconciliation, whose sync would remove its bans.
+    let _bouncer = crate::crowdsec::Bouncer::start_configured(&d.cfg, d.opts.dry_run)?;
     d.build_jails(Vec::new())?;
 
     let listener = control::bind(&d.cfg.control_socket)?;
