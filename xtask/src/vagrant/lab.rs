@@ -459,6 +459,12 @@ impl Guest {
             .current_dir(root)
             .output()
             .context("cannot run git ls-files")?;
+        if !files.status.success() {
+            bail!(
+                "`git ls-files` failed in {}: the VM stage needs a git checkout",
+                root.display()
+            );
+        }
         let mut child = Command::new("tar")
             .args(["-c", "-f"])
             .arg(&tar)
