@@ -12,6 +12,7 @@ pub mod config;
 pub mod control;
 pub mod crowdsec;
 pub mod daemon;
+pub mod metrics;
 pub mod monitor;
 pub mod source;
 pub mod store;
