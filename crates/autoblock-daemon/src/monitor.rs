@@ -27,7 +27,11 @@ pub fn start() -> Result<mpsc::Receiver<Tampering>, String> {
                     return;
                 }
             };
-            if t.pid == Some(own) && !t.overrun {
+            // The kernel names the committing thread: any thread of this process is its own.
+            let ours = t.pid.is_some_and(|p| {
+                p == own || std::path::Path::new(&format!("/proc/self/task/{p}")).exists()
+            });
+            if ours && !t.overrun {
                 continue;
             }
             let removed: Vec<String> = t

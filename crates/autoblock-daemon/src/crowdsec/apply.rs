@@ -9,6 +9,7 @@
 //! split, which the report says), then any `deleted` decisions that came after. It does not
 //! do HTTP (the bouncer module hands it the body) and keeps no state between answers.
 
+use std::collections::HashSet;
 use std::io::Read;
 use std::sync::mpsc;
 use std::time::SystemTime;
@@ -63,13 +64,14 @@ enum Msg {
     EndNew,
 }
 
-struct ChannelSink {
+struct ChannelSink<'a> {
     tx: mpsc::SyncSender<Msg>,
     now: SystemTime,
     ignored: u64,
+    seen: &'a mut HashSet<i64>,
 }
 
-impl ChannelSink {
+impl ChannelSink<'_> {
     fn send(&self, m: Msg) -> Result<(), String> {
         self.tx
             .send(m)
@@ -77,8 +79,14 @@ impl ChannelSink {
     }
 }
 
-impl Sink for ChannelSink {
+impl Sink for ChannelSink<'_> {
     fn decision(&mut self, list: List, index: u64, d: Decision) -> Result<(), String> {
+        // The Local API repeats a deleted decision in a few consecutive answers; applied
+        // again, it would unblock a newer decision for the same address.
+        if list == List::Deleted && d.id != 0 && !self.seen.insert(d.id) {
+            self.ignored += 1;
+            return Ok(());
+        }
         match stream::convert(list, &d, self.now) {
             Action::Block(e) => self.send(Msg::Block(index, e)),
             Action::Unblock(n) => self.send(Msg::Unblock(n)),
@@ -110,8 +118,21 @@ fn unblock(ctl: &mut Controller, nets: &mut Vec<Net>, out: &mut Applied) -> Resu
     Ok(())
 }
 
+/// Deleted decision ids remembered across answers (then the memory starts afresh).
+const SEEN_MAX: usize = 1 << 17;
+
 /// Parses `body` (a `/v1/decisions/stream` answer) and applies it through `ctl`.
-pub fn apply<R: Read + Send>(ctl: &mut Controller, body: R) -> Result<Applied, ApplyError> {
+///
+/// `seen` holds the ids of deleted decisions already applied by earlier answers: they are
+/// not applied again.
+pub fn apply<R: Read + Send>(
+    ctl: &mut Controller,
+    body: R,
+    seen: &mut HashSet<i64>,
+) -> Result<Applied, ApplyError> {
+    if seen.len() > SEEN_MAX {
+        seen.clear();
+    }
     let (tx, rx) = mpsc::sync_channel::<Msg>(QUEUE);
     std::thread::scope(|s| {
         let parser = std::thread::Builder::new()
@@ -121,6 +142,7 @@ pub fn apply<R: Read + Send>(ctl: &mut Controller, body: R) -> Result<Applied, A
                     tx,
                     now: SystemTime::now(),
                     ignored: 0,
+                    seen,
                 };
                 let r = stream::parse(std::io::BufReader::with_capacity(1 << 16, body), &mut sink);
                 (r, sink.ignored)

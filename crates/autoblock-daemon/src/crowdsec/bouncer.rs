@@ -8,6 +8,7 @@
 //! refreshed on every kernel. It owns no configuration parsing and never logs the API key
 //! (the header is marked sensitive and no message includes it).
 
+use std::collections::HashSet;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
@@ -101,6 +102,7 @@ impl Bouncer {
                     ctl_cfg: ctl,
                     ctl: None,
                     status: st,
+                    seen: HashSet::new(),
                 };
                 worker.run(&rx);
             })
@@ -173,6 +175,8 @@ struct Worker {
     ctl_cfg: autoblock::Config,
     ctl: Option<Controller>,
     status: Arc<Mutex<BouncerStatus>>,
+    /// Ids of deleted decisions already applied.
+    seen: HashSet<i64>,
 }
 
 impl Worker {
@@ -288,7 +292,7 @@ impl Worker {
         let Some(ctl) = self.ctl.as_mut() else {
             return Err("no controller".into());
         };
-        match apply::apply(ctl, resp) {
+        match apply::apply(ctl, resp, &mut self.seen) {
             Ok(a) => Ok(a),
             Err(e @ apply::ApplyError::Kernel(_)) => {
                 // Reopen: the namespace or the socket may be gone.

@@ -29,6 +29,9 @@ pub enum List {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[non_exhaustive]
 pub struct Decision {
+    /// The decision's id in the Local API (0 when absent).
+    #[serde(default)]
+    pub id: i64,
     /// Remaining time, a Go duration (`3h59m58.1s`; negative once ended).
     #[serde(default)]
     pub duration: String,
@@ -242,6 +245,7 @@ mod tests {
 
     fn dec(scope: &str, value: &str, duration: &str) -> Decision {
         Decision {
+            id: 0,
             duration: duration.into(),
             origin: "cscli".into(),
             scope: scope.into(),
