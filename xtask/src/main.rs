@@ -44,6 +44,9 @@ commands:
   bench churn [--seconds S]  autoblock::Service under 1, 16, 256 tasks of timed
                              block/unblock, S (10) seconds each: ops/s, p50/p99/max
                              latency, vs an `nft add element` loop
+  bench crowdsec [--count N] [--skip-peer]
+                             CrowdSec bouncer: start to N (100000) LAPI decisions
+                             enforced and peak RSS, vs crowdsec-firewall-bouncer
   bench detect [--lines N] [--peer-lines M]
                              log lines/s: autoblock scan on N (2000000) generated
                              sshd lines vs fail2ban-regex and sshguard's parser on

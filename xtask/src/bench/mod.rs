@@ -13,6 +13,7 @@
 
 mod chain;
 mod churn;
+mod crowdsec;
 mod detect;
 mod packet;
 mod set;
@@ -34,6 +35,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     match name.as_str() {
         "chain" => chain::run(rest),
         "churn" => churn::run(rest),
+        "crowdsec" => crowdsec::run(rest),
         "detect" => detect::run(rest),
         "set" => set::run(rest),
         "packet" => packet::run(rest),
