@@ -60,6 +60,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         "tools (nftables, iptables, strace, iproute2)",
         || {
             ensure_tools()?;
+            crate::bench::install_crowdsec()?;
             show_versions();
             Ok(())
         },

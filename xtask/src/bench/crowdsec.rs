@@ -104,8 +104,9 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     result
 }
 
-/// Installs `crowdsec` and `crowdsec-firewall-bouncer` if missing, safely (module docs).
-fn install_packages() -> Result<()> {
+/// Installs `crowdsec` and `crowdsec-firewall-bouncer` if missing, safely (module docs);
+/// `cargo xtask test` uses it too (the CrowdSec tests need a real Local API).
+pub fn install_packages() -> Result<()> {
     if find_program("crowdsec").is_some()
         && find_program("cscli").is_some()
         && find_program("crowdsec-firewall-bouncer").is_some()

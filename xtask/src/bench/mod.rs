@@ -24,6 +24,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 
+pub use crowdsec::install_packages as install_crowdsec;
+
 use crate::netns::{measure, Measured, Netns};
 use crate::util::{require_root, show_duration, show_kb};
 
