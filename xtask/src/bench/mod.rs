@@ -41,7 +41,9 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         "detect" => detect::run(rest),
         "set" => set::run(rest),
         "packet" => packet::run(rest),
-        other => bail!("unknown benchmark `{other}` (available: chain, set, packet, churn, detect)"),
+        other => bail!(
+            "unknown benchmark `{other}` (available: chain, set, packet, churn, detect, crowdsec)"
+        ),
     }
 }
 
