@@ -13,17 +13,17 @@ use autoblock::{Action, Config, Controller, Layout, Listed, Net};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod cmd_check;
-mod cmd_gen;
 mod cmd_config;
+mod cmd_gen;
 mod cmd_restore;
-mod cmd_scan;
 mod cmd_run;
+mod cmd_scan;
 mod input;
 mod mirror;
-mod progress;
 mod notify;
-mod state;
+mod progress;
 mod setfile;
+mod state;
 
 const EXIT_HELP: &str = "\
 Exit codes:
@@ -143,9 +143,6 @@ enum Command {
     Check(cmd_check::CheckArgs),
     /// Find authentication failures in a log file (or what a jail would have banned).
     Scan(cmd_scan::ScanArgs),
-    /// Write the manual pages or shell completions (used when packaging).
-    #[command(hide = true)]
-    Gen(cmd_gen::GenArgs),
     /// Run the daemon: follow logs, ban abusive sources, keep the kernel in step.
     Run(cmd_run::RunArgs),
     /// Daemon configuration files.
@@ -159,6 +156,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write the manual pages or shell completions (used when packaging).
+    #[command(hide = true)]
+    Gen(cmd_gen::GenArgs),
 }
 
 #[derive(Debug, Args)]
@@ -443,7 +443,6 @@ fn run(cli: Cli) -> Result<()> {
         Command::Restore(a) => cmd_restore::restore(cfg, &a, guard, &mut out)?,
         Command::Check(a) => cmd_check::run(cfg, g, &a, &mut out)?,
         Command::Scan(a) => cmd_scan::run(&a, &mut out)?,
-        Command::Gen(a) => cmd_gen::run(&a, &mut out)?,
         Command::Save(_) => {
             let mut ctl = Controller::open(cfg)?;
             match guard {
@@ -547,6 +546,7 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
+        Command::Gen(a) => cmd_gen::run(&a, &mut out)?,
     }
     out.flush().context("writing output")?;
     Ok(())
