@@ -57,7 +57,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     let mut totals = Totals::default();
     stage(
         &mut stages,
-        "tools (nftables, iptables, strace, iproute2)",
+        "tools (firewall tools, sshd, journal-remote, rpm, crowdsec)",
         || {
             ensure_tools()?;
             crate::bench::install_crowdsec()?;

@@ -88,7 +88,11 @@ pub fn cargo() -> Command {
 
 /// The path of `program` in `PATH`, `/usr/sbin` or `/sbin` (the firewall
 /// tools live in sbin, which a non-login root shell may lack in `PATH`).
+/// An absolute `program` is looked up as it is.
 pub fn find_program(program: &str) -> Option<PathBuf> {
+    if program.starts_with('/') {
+        return Some(PathBuf::from(program)).filter(|p| p.is_file());
+    }
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
@@ -96,8 +100,12 @@ pub fn find_program(program: &str) -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
-/// The programs the kernel tests run, and the Debian package of each.
-pub const TOOLS: [(&str, &str); 7] = [
+/// The programs the tests run, and the Debian package of each: the
+/// firewall tools the kernel tests compare against, strace for the
+/// no-exec tests, iproute2 for the namespace test bed, a real sshd and
+/// client for the daemon's live tests, systemd-journal-remote to write real
+/// journal files, rpm to inspect the RPM package.
+pub const TOOLS: [(&str, &str); 12] = [
     ("nft", "nftables"),
     ("iptables-nft", "iptables"),
     ("ip6tables-nft", "iptables"),
@@ -105,6 +113,14 @@ pub const TOOLS: [(&str, &str); 7] = [
     ("iptables-nft-restore", "iptables"),
     ("strace", "strace"),
     ("ip", "iproute2"),
+    ("sshd", "openssh-server"),
+    ("ssh-keygen", "openssh-client"),
+    ("sshpass", "sshpass"),
+    (
+        "/lib/systemd/systemd-journal-remote",
+        "systemd-journal-remote",
+    ),
+    ("rpm", "rpm"),
 ];
 
 /// Makes sure every program in [`TOOLS`] is installed. Missing ones are
@@ -127,31 +143,10 @@ pub fn ensure_tools() -> Result<()> {
     if packages.is_empty() {
         return Ok(());
     }
-    let install = |update: bool| -> Result<bool> {
-        if update {
-            println!("xtask: apt-get update");
-            let status = Command::new("apt-get")
-                .arg("update")
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .status()
-                .context("cannot run apt-get update")?;
-            if !status.success() {
-                bail!("apt-get update failed ({status})");
-            }
-        }
-        println!("xtask: apt-get install -y {}", packages.join(" "));
-        let status = Command::new("apt-get")
-            .args(["install", "-y", "--no-install-recommends"])
-            .args(&packages)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-            .context("cannot run apt-get install")?;
-        Ok(status.success())
-    };
     // Package lists are only fetched when something is really missing, or
     // when installing from the current lists failed.
-    if !install(!missing.is_empty())? && !install(true)? {
-        bail!("apt-get install {} failed", packages.join(" "));
+    if apt_install(&packages, !missing.is_empty()).is_err() {
+        apt_install(&packages, true)?;
     }
     let still: Vec<&str> = TOOLS
         .iter()
@@ -165,6 +160,55 @@ pub fn ensure_tools() -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `apt-get install -y --no-install-recommends PACKAGES` (after `apt-get
+/// update` when `update`), with every service start-up refused while it
+/// runs: a `/usr/sbin/policy-rc.d` that exits 101 (the Debian convention),
+/// put back as it was afterwards. Installing openssh-server or crowdsec for
+/// the tests must never start a daemon on this machine.
+pub fn apt_install(packages: &[&str], update: bool) -> Result<()> {
+    let policy = Path::new("/usr/sbin/policy-rc.d");
+    let before = std::fs::read(policy).ok();
+    std::fs::write(policy, "#!/bin/sh\nexit 101\n").context("writing /usr/sbin/policy-rc.d")?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(policy, std::fs::Permissions::from_mode(0o755))
+            .context("chmod /usr/sbin/policy-rc.d")?;
+    }
+    let result = (|| -> Result<()> {
+        if update {
+            println!("xtask: apt-get update");
+            let status = Command::new("apt-get")
+                .arg("update")
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .status()
+                .context("cannot run apt-get update")?;
+            if !status.success() {
+                bail!("apt-get update failed ({status})");
+            }
+        }
+        println!(
+            "xtask: apt-get install -y {} (service start-up refused)",
+            packages.join(" ")
+        );
+        let status = Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .arg("--allow-downgrades") // qemu-utils pinned to qemu-system-x86's version
+            .args(packages)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .context("cannot run apt-get install")?;
+        if !status.success() {
+            bail!("apt-get install {} failed ({status})", packages.join(" "));
+        }
+        Ok(())
+    })();
+    match before {
+        Some(b) => std::fs::write(policy, b).context("restoring /usr/sbin/policy-rc.d")?,
+        None => std::fs::remove_file(policy).context("removing /usr/sbin/policy-rc.d")?,
+    }
+    result
 }
 
 /// Builds the `autoblock` binary (`release` or not) and returns its path,

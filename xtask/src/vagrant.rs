@@ -233,19 +233,14 @@ fn ensure_host_tools() -> Result<()> {
         .filter(|p| **p != "qemu-utils")
         .map(|p| (*p).to_owned())
         .collect();
-    let apt = |args: &[String]| -> Result<()> {
-        println!("xtask: apt-get {}", args.join(" "));
-        let status = Command::new("apt-get")
-            .args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-            .context("cannot run apt-get")?;
-        if !status.success() {
-            bail!("apt-get {} failed ({status})", args.join(" "));
-        }
-        Ok(())
-    };
-    apt(&["update".to_owned()])?;
+    let refresh = Command::new("apt-get")
+        .arg("update")
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .context("cannot run apt-get update")?;
+    if !refresh.success() {
+        bail!("apt-get update failed ({refresh})");
+    }
     let policy = Command::new("apt-cache")
         .args(["policy", "qemu-system-x86"])
         .output()
@@ -258,18 +253,10 @@ fn ensure_host_tools() -> Result<()> {
         packages.push("qemu-system-x86".to_owned());
         packages.push(format!("qemu-utils={version}"));
     }
-    let mut args: Vec<String> = [
-        "install",
-        "-y",
-        "--no-install-recommends",
-        "--allow-downgrades",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
-    args.extend(packages);
-    apt(&args)?;
-    Ok(())
+    // Start-up refused: libvirtd must never run in this machine's own
+    // namespace (its default network would add firewall rules here).
+    let packages: Vec<&str> = packages.iter().map(String::as_str).collect();
+    crate::util::apt_install(&packages, false)
 }
 
 /// The Debian mirror apt is configured with.

@@ -16,7 +16,7 @@
 //! `crowdsec: <N> decisions in <s> s, <MB> MB (cs-firewall-bouncer <s> s, <MB> MB)`.
 
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
@@ -119,34 +119,10 @@ pub fn install_packages() -> Result<()> {
         std::fs::write(creds, "# no online API on this host\n")
             .context("writing /etc/crowdsec/online_api_credentials.yaml")?;
     }
-    let policy = PathBuf::from("/usr/sbin/policy-rc.d");
-    let before = std::fs::read(&policy).ok();
-    std::fs::write(&policy, "#!/bin/sh\nexit 101\n").context("writing policy-rc.d")?;
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&policy, std::fs::Permissions::from_mode(0o755))?;
-    }
-    println!(
-        "xtask: apt-get install crowdsec crowdsec-firewall-bouncer (services kept from starting)"
-    );
     let t = Instant::now();
-    let status = Command::new("apt-get")
-        .args(["install", "-y", "-q", "--no-install-recommends"])
-        .args(["crowdsec", "crowdsec-firewall-bouncer"])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .status();
-    match &before {
-        Some(b) => std::fs::write(&policy, b).context("restoring /usr/sbin/policy-rc.d")?,
-        None => std::fs::remove_file(&policy).context("removing /usr/sbin/policy-rc.d")?,
-    }
-    match status {
-        Ok(s) if s.success() => {
-            println!("xtask: installed in {:.1} s", t.elapsed().as_secs_f64());
-            Ok(())
-        }
-        Ok(s) => bail!("apt-get install crowdsec crowdsec-firewall-bouncer failed ({s})"),
-        Err(e) => bail!("cannot run apt-get: {e}"),
-    }
+    crate::util::apt_install(&["crowdsec", "crowdsec-firewall-bouncer"], false)?;
+    println!("xtask: installed in {:.1} s", t.elapsed().as_secs_f64());
+    Ok(())
 }
 
 fn start_lapi(ns: &Netns, d: &Path) -> Result<Child> {
