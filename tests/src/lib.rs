@@ -39,6 +39,6 @@ pub use bed::{addr, TestBed, DEFAULT_UDP_TIMEOUT, HOST_IF, OUTSIDE_IF};
 pub use netns::{require_root, Netns};
 pub use tools::{
     assert_iptables_safe, autoblock_bin, bare_verdict_rules, ip6tables, ip6tables_save, iptables,
-    iptables_restore_test, iptables_save, locate_autoblock, nft, nft_json, normalize_save,
-    output_text, tool, tool_with_input, try_tool, Family,
+    iptables_restore_test, iptables_save, kernel_at_least, locate_autoblock, nft, nft_json,
+    normalize_save, output_text, tool, tool_with_input, try_tool, Family,
 };

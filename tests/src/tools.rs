@@ -299,3 +299,18 @@ pub fn locate_autoblock(env: Option<OsString>, exe: &Path) -> PathBuf {
     };
     profile.join("autoblock")
 }
+
+/// Whether the running kernel is at least `major.minor` (from
+/// `/proc/sys/kernel/osrelease`). Tests compare what the controller probed
+/// with what the kernel version promises, so the suite holds on the 6.1
+/// kernel of the VM guest as on a current host.
+pub fn kernel_at_least(major: u32, minor: u32) -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_else(|e| panic!("reading /proc/sys/kernel/osrelease: {e}"));
+    let mut parts = release
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let have = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    have >= (major, minor)
+}

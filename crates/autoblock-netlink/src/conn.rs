@@ -775,6 +775,54 @@ impl<T: Transport> Conn<T> {
         result
     }
 
+    /// Whether re-adding an existing set with a larger `NFTA_SET_DESC_SIZE` raises its size
+    /// (Linux ≥ 6.5, "permit update of set size"; older kernels accept the message and keep
+    /// the old size, a limit the set then can never leave). Probed by behaviour: a scratch
+    /// table with a set of size 4 is created, the set re-added with size 8 and read back, and
+    /// the table is deleted again.
+    pub fn probe_set_resize(&mut self) -> Result<bool, Error> {
+        let table = format!("autoblock-probe-{}", self.seq);
+        let set = |size| {
+            let mut s = Set::new(
+                Family::Inet,
+                table.as_str(),
+                "p",
+                crate::objects::TYPE_IPV4_ADDR,
+                4,
+            );
+            s.flags = NFT_SET_TIMEOUT;
+            s.size = Some(size);
+            s
+        };
+        let mut b = Batch::new();
+        b.add_table(&Table::new(Family::Inet, table.as_str()));
+        b.add_set(&set(4));
+        let result = match self.commit(&mut b, CommitOptions::default()) {
+            Err(e) => Err(commit_to_error(e)),
+            Ok(_) => {
+                let mut again = Batch::new();
+                again.add_set(&set(8));
+                match self.commit(&mut again, CommitOptions::default()) {
+                    // A kernel that refuses the update cannot grow a set either.
+                    Err(CommitError::Rejected { .. }) => Ok(false),
+                    Err(e) => Err(commit_to_error(e)),
+                    Ok(_) => self.list_sets(Family::Inet, Some(&table)).map(|d| {
+                        d.items
+                            .iter()
+                            .any(|s| s.table == table && s.name == "p" && s.size == Some(8))
+                    }),
+                }
+            }
+        };
+        let mut cleanup = Batch::new();
+        cleanup.del_table(Family::Inet, &table, false);
+        match self.commit(&mut cleanup, CommitOptions::default()) {
+            Ok(_) | Err(CommitError::Rejected { .. }) => {}
+            Err(e) => return Err(commit_to_error(e)),
+        }
+        result
+    }
+
     /// Whether the kernel knows the `DESTROY*` messages (Linux ≥ 6.3). The probe is a batch
     /// that can never commit (it deletes a table that does not exist), so it changes nothing.
     pub fn probe_destroy(&mut self) -> Result<bool, Error> {

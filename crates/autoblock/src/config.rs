@@ -95,6 +95,12 @@ pub struct Config {
     /// ≥ 6.12): `None` = probe the kernel; `Some(false)` forces the delete-and-add fallback
     /// older kernels need.
     pub refresh_timeouts: Option<bool>,
+    /// Grow a set of the set layout in place by giving it a larger size (kernels ≥ 6.5
+    /// apply a new size to an existing set): `None` = probe the kernel; `Some(false)` forces
+    /// what older kernels need — sets created without a size (no limit; the kernel's
+    /// resizable hash grows by itself), which never need growing. Ignored with
+    /// [`Config::max_entries`] (a hard limit is a size on every kernel).
+    pub resize_sets: Option<bool>,
 }
 
 /// Where the set layout's base chain hooks in.
@@ -158,6 +164,7 @@ impl Default for Config {
             set_priority: None,
             max_entries: None,
             refresh_timeouts: None,
+            resize_sets: None,
         }
     }
 }
@@ -213,6 +220,12 @@ impl Config {
     /// Forces (or forbids) in-place timeout refresh instead of probing.
     pub fn refresh_timeouts(mut self, on: bool) -> Self {
         self.refresh_timeouts = Some(on);
+        self
+    }
+
+    /// Forces (or forbids) growing sets in place by a new size instead of probing.
+    pub fn resize_sets(mut self, on: bool) -> Self {
+        self.resize_sets = Some(on);
         self
     }
 

@@ -129,6 +129,8 @@ pub struct Controller<T: Transport = Socket> {
     destroy: bool,
     /// Whether set element timeouts can be refreshed in place; probed on first use.
     refresh: Option<bool>,
+    /// Whether an existing set's size can be raised in place; probed on first use.
+    resize: Option<bool>,
     /// The chain layout's state after this controller's last commit (see `known.rs`).
     known: Option<known::Known>,
     /// Handles the kernel echoed for the last committed batch.
@@ -176,6 +178,7 @@ impl<T: Transport> Controller<T> {
             allow,
             destroy,
             refresh: None,
+            resize: None,
             known: None,
             echoed: Vec::new(),
             netns_cookie: None,

@@ -343,9 +343,25 @@ impl<T: Transport> Controller<T> {
         };
         let mut s = Set::new(Family::Inet, self.cfg.table.as_str(), k.name(), ty, len);
         s.flags = NFT_SET_TIMEOUT;
-        s.size = Some(size);
+        // Without in-place growth a size would be a limit the set can never leave: such
+        // kernels get sets without one (see `Config::resize_sets`).
+        s.size = self.sets_sized().then_some(size);
         s.gc_interval = Some(if size > 262_144 { 30_000 } else { 10_000 });
         s
+    }
+
+    /// Whether the set layout's sets carry a size: a hard limit, or growth in place works.
+    fn sets_sized(&self) -> bool {
+        self.cfg.max_entries.is_some() || self.cfg.resize_sets.or(self.resize).unwrap_or(true)
+    }
+
+    /// Learns (once) whether this kernel raises an existing set's size in place.
+    fn probe_resize(&mut self) -> Result<(), Error> {
+        if self.cfg.max_entries.is_none() && self.cfg.resize_sets.is_none() && self.resize.is_none()
+        {
+            self.resize = Some(self.conn.probe_set_resize()?);
+        }
+        Ok(())
     }
 
     /// Queues table, chain, the sets in `keys` (created or grown to hold `needed` elements)
@@ -443,11 +459,24 @@ impl<T: Transport> Controller<T> {
         st: &SetState,
         needs: &[(SetKey, u64)],
     ) -> Result<bool, Error> {
+        self.probe_resize()?;
+        let sized = self.sets_sized();
         let mut b = Batch::new();
         let mut labels = Vec::new();
         for &(k, needed) in needs {
             let Some(cur) = st.sets.get(&k) else { continue };
             let size = self.set_target_size(st, k, needed);
+            if !sized {
+                // A set with a size (made by an older configuration) on a kernel that
+                // cannot raise it: say so instead of letting it fill.
+                if let Some(c) = cur.size.filter(|&c| u64::from(c) < needed) {
+                    return Err(Error::Conflict(format!(
+                        "set {} has a fixed size of {c} and this kernel cannot grow a set in place (Linux < 6.5): it cannot hold {needed} entries; run `autoblock --layout set save --file F`, `autoblock --layout set remove`, then `restore --file F` to re-create it without a size",
+                        k.name()
+                    )));
+                }
+                continue;
+            }
             if cur.size.is_some_and(|c| c >= size) {
                 continue;
             }
@@ -625,6 +654,7 @@ impl<T: Transport> Controller<T> {
     }
 
     pub(super) fn set_init(&mut self) -> Result<(), Error> {
+        self.probe_resize()?;
         for _ in 0..self.cfg.max_retries {
             let (genid, st) = self.set_read()?;
             let mut needs = Vec::new();
@@ -840,7 +870,6 @@ impl<T: Transport> Controller<T> {
                 None => self.cfg.action,
             };
             let name = k.name();
-            let now = SystemTime::now();
             self.conn.for_each_element(
                 Family::Inet,
                 &table,
@@ -856,10 +885,13 @@ impl<T: Transport> Controller<T> {
                             .as_deref()
                             .and_then(udata::parse_comment)
                             .map(str::to_owned),
+                        // The kernel computes the time left when it fills the reply
+                        // message, just before we read it: anchor it at each element's
+                        // arrival (a dump of a large set takes minutes).
                         expires: e
                             .expiration
                             .filter(|_| e.timeout.is_some())
-                            .map(|ms| now + Duration::from_millis(ms)),
+                            .map(|ms| SystemTime::now() + Duration::from_millis(ms)),
                         packets: 0,
                         bytes: 0,
                     })
