@@ -427,11 +427,23 @@ fn ssh_attempt(bed: &TestBed, src: IpAddr, work: &Path) -> String {
 }
 
 #[test]
-fn live_sshd_brute_force_is_banned_end_to_end() {
+fn live_sshd_brute_force_is_banned_end_to_end_set_layout() {
+    live_sshd_brute_force("set", set_has);
+}
+
+#[test]
+fn live_sshd_brute_force_is_banned_end_to_end_chain_layout() {
+    live_sshd_brute_force("chain", chain_has);
+}
+
+/// A real sshd in the host namespace, failed password logins over the veth from the
+/// outside namespace: the attacker is banned (`banned` reads the layout's kernel state)
+/// after maxretry, then cannot reach sshd; a source below maxretry still can.
+fn live_sshd_brute_force(layout: &str, banned: fn(&Netns, IpAddr) -> bool) {
     let bed = TestBed::new();
     let ns = bed.host();
     let dir = tempfile::tempdir().unwrap();
-    write_config(dir.path(), "set", "");
+    write_config(dir.path(), layout, "");
     let work = dir.path();
     let key = work.join("host_ed25519");
     let kg = std::process::Command::new("ssh-keygen")
@@ -487,7 +499,7 @@ fn live_sshd_brute_force_is_banned_end_to_end() {
         "sshd answered: {first}"
     );
     let mut tries = 0;
-    while !set_has(ns, attacker) {
+    while !banned(ns, attacker) {
         tries += 1;
         assert!(
             tries <= 5,
@@ -497,10 +509,10 @@ fn live_sshd_brute_force_is_banned_end_to_end() {
         );
         let out = ssh_attempt(&bed, attacker, work);
         assert!(
-            out.contains("Permission denied") || set_has(ns, attacker),
+            out.contains("Permission denied") || banned(ns, attacker),
             "{out}"
         );
-        within(Duration::from_millis(500), || set_has(ns, attacker));
+        within(Duration::from_millis(500), || banned(ns, attacker));
     }
     eprintln!("banned after {tries} failed ssh logins");
     let out = ssh_attempt(&bed, attacker, work);
@@ -508,7 +520,7 @@ fn live_sshd_brute_force_is_banned_end_to_end() {
         !out.contains("Permission denied") && out.contains("timed out"),
         "the banned source must not reach sshd: {out}"
     );
-    assert!(!set_has(ns, other));
+    assert!(!banned(ns, other));
     let out = ssh_attempt(&bed, other, work);
     assert!(
         out.contains("Permission denied"),
