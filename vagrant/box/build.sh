@@ -2,7 +2,8 @@
 # Builds the debian12 Vagrant box (libvirt provider) from Debian packages
 # alone: debootstrap of bookworm from MIRROR, made RHEL-shaped (iptables
 # service restoring /etc/sysconfig/iptables, authpriv to /var/log/secure,
-# firewalld installed but disabled), a vagrant user with the key in
+# firewalld installed but disabled), crowdsec installed but disabled (for
+# the suite's CrowdSec tests), a vagrant user with the key in
 # VAGRANT_PUBKEY, and an ext4 disk booted directly with the box's kernel
 # and initrd (vagrant-libvirt's kernel/initrd/cmd_line), so no partition
 # table, loop device or boot loader is needed.
@@ -18,13 +19,50 @@ here=$(cd "$(dirname "$0")" && pwd)
 : "${MIRROR:?MIRROR must name the Debian mirror}"
 : "${VAGRANT_PUBKEY:?VAGRANT_PUBKEY must name the public key file}"
 root=$work/root
+# /proc of the chroot, should an interrupted run have left it mounted.
+unmount_proc() { if mountpoint -q "$root/proc"; then umount "$root/proc"; fi; }
+unmount_proc 2>/dev/null || true
+trap unmount_proc EXIT
 rm -rf "$work"
 mkdir -p "$work"
 
 packages=$(grep -v '^#' "$here/packages.txt" | grep -v '^$' | paste -sd, -)
-# The pristine debootstrap tree is kept (TREE_CACHE, a tar named by a hash of
-# the package list and the mirror), so a change to the configuration below
-# does not pay for debootstrap again.
+apt_packages=$(grep -v '^#' "$here/packages-apt.txt" | grep -v '^$' | paste -sd' ' -)
+
+# packages-apt.txt, installed with apt-get in a chroot of the fresh tree:
+# a non-empty online API credentials file first (crowdsec's postinst then
+# does not register online), a policy-rc.d refusing every service start
+# (removed afterwards), /proc mounted for the maintainer scripts.
+install_apt_packages() {
+    echo "box: apt-get install $apt_packages (in the chroot, service start-up refused)"
+    mkdir -p "$root/etc/crowdsec"
+    [ -s "$root/etc/crowdsec/online_api_credentials.yaml" ] ||
+        echo '# no online API in the test box' > "$root/etc/crowdsec/online_api_credentials.yaml"
+    printf '#!/bin/sh\nexit 101\n' > "$root/usr/sbin/policy-rc.d"
+    chmod 755 "$root/usr/sbin/policy-rc.d"
+    printf 'deb %s bookworm main\n' "$MIRROR" > "$root/etc/apt/sources.list"
+    [ -c "$root/dev/urandom" ] || mknod -m 666 "$root/dev/urandom" c 1 9
+    mount -t proc proc "$root/proc"
+    local status=0
+    {
+        chroot "$root" apt-get update -q &&
+            DEBIAN_FRONTEND=noninteractive chroot "$root" \
+                apt-get install -y -q --no-install-recommends $apt_packages
+    } > "$work/apt.log" 2>&1 || status=$?
+    unmount_proc
+    rm -f "$root/usr/sbin/policy-rc.d"
+    if [ "$status" != 0 ]; then
+        tail -30 "$work/apt.log"
+        echo "box: apt-get install $apt_packages failed ($status)" >&2
+        exit 1
+    fi
+    chroot "$root" apt-get clean
+    rm -rf "$root"/var/lib/apt/lists/*
+}
+
+# The pristine debootstrap tree, packages-apt.txt included, is kept
+# (TREE_CACHE, a tar named by a hash of the package lists and the mirror), so
+# a change to the configuration below does not pay for debootstrap again.
 if [ -n "${TREE_CACHE:-}" ] && [ -f "$TREE_CACHE" ]; then
     echo "box: debootstrap tree from $TREE_CACHE"
     mkdir -p "$root"
@@ -33,6 +71,7 @@ else
     echo "box: debootstrap bookworm from $MIRROR"
     debootstrap --variant=minbase --include="$packages" bookworm "$root" "$MIRROR" \
         > "$work/debootstrap.log" 2>&1 || { tail -20 "$work/debootstrap.log"; exit 1; }
+    install_apt_packages
     if [ -n "${TREE_CACHE:-}" ]; then
         mkdir -p "$(dirname "$TREE_CACHE")"
         tar -C "$root" -cf "$TREE_CACHE.tmp" . && mv -f "$TREE_CACHE.tmp" "$TREE_CACHE"
@@ -82,6 +121,8 @@ in_root systemctl enable iptables.service ip6tables.service
 install -m 644 "$here/files/rsyslog-secure.conf" "$root/etc/rsyslog.d/50-secure.conf"
 in_root systemctl disable firewalld.service || true
 in_root systemctl disable nftables.service || true
+# CrowdSec is there for the suite's tests, which run their own Local API.
+in_root systemctl disable crowdsec.service crowdsec-firewall-bouncer.service
 in_root update-alternatives --set iptables /usr/sbin/iptables-nft
 in_root update-alternatives --set ip6tables /usr/sbin/ip6tables-nft
 

@@ -302,12 +302,12 @@ fn vagrant_pubkey() -> Result<PathBuf> {
 }
 
 /// The box's cache key: a hash of everything that goes into it (the
-/// package list, the build script, its files, the mirror). With
+/// package lists, the build script, its files, the mirror). With
 /// `tree_only`, of what the debootstrap tree depends on (packages, mirror).
 fn box_key(mirror: &str, tree_only: bool) -> Result<String> {
     let dir = workspace_root().join("vagrant/box");
     let mut input = Vec::new();
-    let mut files = vec![dir.join("packages.txt")];
+    let mut files = vec![dir.join("packages.txt"), dir.join("packages-apt.txt")];
     if !tree_only {
         files.push(dir.join("build.sh"));
         let mut extra: Vec<PathBuf> = fs::read_dir(dir.join("files"))
