@@ -105,7 +105,7 @@ pub fn run_vm(machine: &str, keep: bool) -> Result<Report> {
     }
     // Built before the VM boots: nothing waits on a compile with a VM up.
     let payload = if machine == "debian12" {
-        Some(host_payload()?)
+        Some(host_payload(&cache)?)
     } else {
         None
     };
@@ -125,30 +125,95 @@ pub fn run_vm(machine: &str, keep: bool) -> Result<Report> {
     }
     report.note("copy in", "ok", t.elapsed());
 
+    // The host-only suites are not copied into the debian12 guest (see
+    // host_payload), and skipped in a guest that built them: said either way.
+    for suite in HOST_ONLY_SUITES {
+        report.step(
+            &format!("suite {suite}"),
+            Ok(StepResult::OnHost(HOST_ONLY_WHY.to_owned())),
+            Duration::ZERO,
+        );
+    }
     for bin in guest.test_binaries()? {
         let t = Instant::now();
-        // `chain_layout-0123abcd` → `chain_layout` (cargo's hash suffix).
-        let file = bin.rsplit('/').next().unwrap_or(&bin);
-        let name = format!("suite {}", file.rsplit_once('-').map_or(file, |(n, _)| n));
+        let suite = suite_name(bin.rsplit('/').next().unwrap_or(&bin));
+        if HOST_ONLY_SUITES.contains(&suite) {
+            continue;
+        }
         let outcome = guest.run_test_binary(&bin);
-        report.step(&name, outcome, t.elapsed());
+        report.step(&format!("suite {suite}"), outcome, t.elapsed());
     }
-    scenarios::run_all(&lab, &guest, &mut report);
+    let deb = payload.as_ref().map(|p| (p.deb.clone(), p.version.clone()));
+    scenarios::run_all(&lab, &guest, deb, &mut report);
     report.total = started.elapsed();
     report.print(machine);
     drop(lab);
     Ok(report)
 }
 
+/// Test binaries of package autoblock-tests that cannot run in the guest:
+/// `packaging` runs `cargo xtask package` (cargo and the source tree).
+const HOST_ONLY_SUITES: [&str; 1] = ["packaging"];
+
+/// Why a [`HOST_ONLY_SUITES`] binary is not run in the guest.
+const HOST_ONLY_WHY: &str = "runs on the host only (it builds the packages with `cargo xtask \
+     package` and inspects them: cargo and the source are not in the guest); the guest \
+     installs the .deb in its own scenario";
+
+/// `chain_layout-0123abcd` → `chain_layout` (cargo's hash suffix).
+fn suite_name(file: &str) -> &str {
+    file.rsplit_once('-').map_or(file, |(n, _)| n)
+}
+
 /// What the host builds for the Debian guest (same glibc): the release
-/// `autoblock` binary and the executables of package autoblock-tests.
+/// `autoblock` binary, the executables of package autoblock-tests and the
+/// .deb (`cargo xtask package`; its error, if it could not be built, is
+/// the .deb scenario's failure).
 #[derive(Debug)]
 pub struct Payload {
     autoblock: PathBuf,
     tests: Vec<PathBuf>,
+    deb: Result<PathBuf, String>,
+    /// `autoblock --version` of the host build (the .deb packs the same).
+    version: String,
 }
 
-fn host_payload() -> Result<Payload> {
+/// `cargo xtask package --out DIR` (into the cache): the path of the .deb.
+/// After the host suite's packaging test, which builds the same release
+/// binary in the same target directory, this is only the packing.
+fn build_deb(cache: &Cache) -> Result<PathBuf> {
+    let out = cache.path("package");
+    let _ = fs::remove_dir_all(&out);
+    println!("xtask: cargo xtask package --out {}", out.display());
+    let output = cargo()
+        .args(["xtask", "package", "--out"])
+        .arg(&out)
+        .stderr(Stdio::inherit())
+        .output()
+        .context("cannot run cargo xtask package")?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        bail!(
+            "cargo xtask package failed ({}): {}",
+            output.status,
+            text.lines().rev().take(5).collect::<Vec<_>>().join(" | ")
+        );
+    }
+    let deb = text
+        .lines()
+        .find_map(|l| l.strip_prefix("deb: "))
+        .map(|p| PathBuf::from(p.trim()))
+        .with_context(|| format!("cargo xtask package printed no `deb:` line:\n{text}"))?;
+    if !deb.is_file() {
+        bail!(
+            "cargo xtask package reported {}, which is not a file",
+            deb.display()
+        );
+    }
+    Ok(deb)
+}
+
+fn host_payload(cache: &Cache) -> Result<Payload> {
     let autoblock = build_autoblock(true)?;
     println!("xtask: cargo test -p autoblock-tests --no-run");
     let output = cargo()
@@ -172,14 +237,31 @@ fn host_payload() -> Result<Payload> {
                 .is_some_and(|id| id.contains("autoblock-tests") || id.contains("/tests#"))
         {
             if let Some(exe) = message["executable"].as_str() {
-                tests.push(PathBuf::from(exe));
+                let exe = PathBuf::from(exe);
+                let file = exe.file_name().unwrap_or_default().to_string_lossy();
+                if !HOST_ONLY_SUITES.contains(&suite_name(&file)) {
+                    tests.push(exe);
+                }
             }
         }
     }
     if tests.is_empty() {
         bail!("cargo reported no test executables for package autoblock-tests");
     }
-    Ok(Payload { autoblock, tests })
+    let version = Command::new(&autoblock)
+        .arg("--version")
+        .output()
+        .with_context(|| format!("cannot run {} --version", autoblock.display()))?;
+    let version = String::from_utf8_lossy(&version.stdout).trim().to_owned();
+    let t = Instant::now();
+    let deb = build_deb(cache).map_err(|e| format!("{e:#}"));
+    println!("xtask: .deb in {:.1} s", t.elapsed().as_secs_f64());
+    Ok(Payload {
+        autoblock,
+        tests,
+        deb,
+        version,
+    })
 }
 
 /// The cache directory (`AUTOBLOCK_VM_CACHE`, default
@@ -431,6 +513,9 @@ pub enum StepResult {
     Fail(String),
     /// It cannot run yet, with the reason (never counted as passed).
     NotPossible(String),
+    /// It runs on the host, not in the guest, with the reason (never
+    /// counted as passed).
+    OnHost(String),
 }
 
 /// Every step's line, and the totals.
@@ -477,10 +562,16 @@ impl Report {
             .iter()
             .filter(|(_, r, _)| matches!(r, StepResult::Pass))
             .count();
+        let on_host = self
+            .lines
+            .iter()
+            .filter(|(_, r, _)| matches!(r, StepResult::OnHost(_)))
+            .count();
         println!(
-            "vm steps: {passed} passed, {} failed, {} not yet possible; {:.0} s in all",
+            "vm steps: {passed} passed, {} failed, {} not yet possible, {on_host} run on the \
+             host only; {:.0} s in all",
             self.failed(),
-            self.lines.len() - passed - self.failed(),
+            self.lines.len() - passed - self.failed() - on_host,
             self.total.as_secs_f64()
         );
     }
@@ -512,5 +603,6 @@ fn line(name: &str, result: &StepResult, took: Duration) -> String {
         StepResult::Pass => format!("PASS  {name} ({secs:.1} s)"),
         StepResult::Fail(why) => format!("FAIL  {name} ({secs:.1} s): {why}"),
         StepResult::NotPossible(why) => format!("N/A   {name}: not yet possible: {why}"),
+        StepResult::OnHost(why) => format!("HOST  {name}: not run in the guest: {why}"),
     }
 }
