@@ -178,6 +178,8 @@ struct Daemon {
     heal_times: VecDeque<Instant>,
     heal_due: Option<(Instant, Tampering)>,
     started: i64,
+    /// Pushes the jails' bans to a CrowdSec Local API (`[crowdsec]` machine credentials).
+    pusher: Option<crate::crowdsec::Pusher>,
 }
 
 fn unix_now() -> i64 {
@@ -226,10 +228,25 @@ pub async fn run(opts: Options, monitor: Option<MonitorStart>) -> Result<(), Dae
         heal_times: VecDeque::new(),
         heal_due: None,
         started: unix_now(),
+        pusher: None,
     };
     d.reconcile().await?;
+    d.pusher = crate::crowdsec::Pusher::start_configured(&d.cfg, d.opts.dry_run)?;
+    if let Some(p) = &d.pusher {
+        let own: Vec<BanRecord> = d
+            .desired
+            .values()
+            .filter(|b| b.jail != "manual")
+            .cloned()
+            .collect();
+        p.remember(&own);
+    }
     // Bouncer mode starts after the reconciliation, whose sync would remove its bans.
-    let _bouncer = crate::crowdsec::Bouncer::start_configured(&d.cfg, d.opts.dry_run)?;
+    let _bouncer = crate::crowdsec::Bouncer::start_configured(
+        &d.cfg,
+        d.opts.dry_run,
+        d.pusher.as_ref().map(crate::crowdsec::Pusher::own),
+    )?;
     d.build_jails(Vec::new())?;
 
     let listener = control::bind(&d.cfg.control_socket)?;
@@ -723,14 +740,21 @@ impl Daemon {
         let svc = self.svc.clone();
         let internal = self.internal_tx.clone();
         let hook = self.opts.after_change.clone();
+        let pusher = self.pusher.clone();
         tokio::spawn(async move {
             match svc.block(entries).await {
                 Ok(o) => {
-                    for r in &records {
+                    let mut banned = Vec::new();
+                    for r in records {
                         if o.failed.iter().any(|(n, _)| n.to_string() == r.net || format!("{}/{}", n.addr(), n.prefix_len()) == r.net) {
                             continue;
                         }
                         info!(net = %r.net, jail = %r.jail, until = ?r.until, reason = %r.reason, "banned");
+                        banned.push(r);
+                    }
+                    // Queued for the CrowdSec Local API; never waits for it.
+                    if let Some(p) = &pusher {
+                        p.push(&banned);
                     }
                     let refused: Vec<(String, String)> = o
                         .failed
@@ -1002,6 +1026,9 @@ impl Daemon {
         self.store.remove_bans(&keys).map_err(|e| e.to_string())?;
         for k in &keys {
             self.desired.remove(k);
+        }
+        if let Some(p) = &self.pusher {
+            p.forget(&parsed);
         }
         let o = self.svc.unblock(parsed).await.map_err(|e| e.to_string())?;
         if !o.applied.is_empty() {

@@ -7,7 +7,8 @@
 //! `new` array (the Local API writes them first) are unblocked first, then all `new` bans go
 //! into one [`Controller::block_stream`] load (one transaction unless the socket forces a
 //! split, which the report says), then any `deleted` decisions that came after. It does not
-//! do HTTP (the bouncer module hands it the body) and keeps no state between answers.
+//! do HTTP (the bouncer module hands it the body) and keeps no state between answers. The
+//! daemon's own bans coming back (see [`OwnBans`]) are left as they are.
 
 use std::collections::HashSet;
 use std::io::Read;
@@ -17,6 +18,7 @@ use std::time::SystemTime;
 use autoblock::controller::{BadEntry, BulkError, BulkOptions, BulkReport};
 use autoblock::{Controller, Entry, Net};
 
+use super::own::OwnBans;
 use super::stream::{self, Action, Decision, List, Sink};
 
 /// Decisions in flight between the parser and the bulk loader.
@@ -34,6 +36,9 @@ pub struct Applied {
     pub unblocked: u64,
     /// Decisions ignored (another type or scope, already expired).
     pub ignored: u64,
+    /// Decisions that are the daemon's own bans coming back (already enforced; neither
+    /// applied again nor counted as bans), and deletions of networks it still bans itself.
+    pub own: u64,
     /// Decisions that could not be enforced (a bad value, an allowlisted address).
     pub invalid: u64,
     /// The first of them.
@@ -68,7 +73,9 @@ struct ChannelSink<'a> {
     tx: mpsc::SyncSender<Msg>,
     now: SystemTime,
     ignored: u64,
+    own_hits: u64,
     seen: &'a mut HashSet<i64>,
+    own: Option<&'a OwnBans>,
 }
 
 impl ChannelSink<'_> {
@@ -88,8 +95,23 @@ impl Sink for ChannelSink<'_> {
             return Ok(());
         }
         match stream::convert(list, &d, self.now) {
-            Action::Block(e) => self.send(Msg::Block(index, e)),
-            Action::Unblock(n) => self.send(Msg::Unblock(n)),
+            Action::Block(e) => {
+                if self
+                    .own
+                    .is_some_and(|o| o.covers(&e.net, e.expires, self.now))
+                {
+                    self.own_hits += 1;
+                    return Ok(());
+                }
+                self.send(Msg::Block(index, e))
+            }
+            Action::Unblock(n) => {
+                if self.own.is_some_and(|o| o.active(&n, self.now)) {
+                    self.own_hits += 1;
+                    return Ok(());
+                }
+                self.send(Msg::Unblock(n))
+            }
             Action::Ignore(_) => {
                 self.ignored += 1;
                 Ok(())
@@ -124,11 +146,12 @@ const SEEN_MAX: usize = 1 << 17;
 /// Parses `body` (a `/v1/decisions/stream` answer) and applies it through `ctl`.
 ///
 /// `seen` holds the ids of deleted decisions already applied by earlier answers: they are
-/// not applied again.
+/// not applied again. Decisions `own` recognises as the daemon's own bans are skipped.
 pub fn apply<R: Read + Send>(
     ctl: &mut Controller,
     body: R,
     seen: &mut HashSet<i64>,
+    own: Option<&OwnBans>,
 ) -> Result<Applied, ApplyError> {
     if seen.len() > SEEN_MAX {
         seen.clear();
@@ -142,20 +165,23 @@ pub fn apply<R: Read + Send>(
                     tx,
                     now: SystemTime::now(),
                     ignored: 0,
+                    own_hits: 0,
                     seen,
+                    own,
                 };
                 let r = stream::parse(std::io::BufReader::with_capacity(1 << 16, body), &mut sink);
-                (r, sink.ignored)
+                (r, sink.ignored, sink.own_hits)
             })
             .map_err(|e| ApplyError::Kernel(format!("cannot start the parser thread: {e}")))?;
         let mut out = Applied::default();
         let applied = consume(ctl, &rx, &mut out);
         // Unblocks the parser if the loader stopped early.
         drop(rx);
-        let (parsed, ignored) = parser
+        let (parsed, ignored, own_hits) = parser
             .join()
             .map_err(|_| ApplyError::Json("the parser thread panicked".into()))?;
         out.ignored = ignored;
+        out.own = own_hits;
         match (parsed, applied) {
             (Err(e), _) => Err(ApplyError::Json(e.to_string())),
             (Ok(()), Err(e)) => Err(e),

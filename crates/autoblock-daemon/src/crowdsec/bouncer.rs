@@ -5,8 +5,9 @@
 //! Any failure (the Local API unreachable or restarting, an HTTP error, a broken answer, a
 //! kernel error) makes the next poll a start-up poll again, so the bouncer resyncs by itself.
 //! A start-up load replaces timeout and comment of entries already in the sets, so expiry is
-//! refreshed on every kernel. It owns no configuration parsing and never logs the API key
-//! (the header is marked sensitive and no message includes it).
+//! refreshed on every kernel. The daemon's own bans coming back in the stream are skipped
+//! ([`OwnBans`]). It owns no configuration parsing and never logs the API key (the header is
+//! marked sensitive and no message includes it).
 
 use std::collections::HashSet;
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -19,6 +20,7 @@ use reqwest::header::{HeaderMap, HeaderValue};
 use tracing::{debug, info, warn};
 
 use super::apply::{self, Applied};
+use super::own::OwnBans;
 use super::{read_secret, CrowdsecConfig, CrowdsecError, LapiUrl};
 
 /// Longest time one start-up answer may take to arrive and be applied.
@@ -36,6 +38,8 @@ pub struct BouncerStatus {
     pub startups: u64,
     /// Bans sent to the kernel in total.
     pub blocked: u64,
+    /// Decisions that were the daemon's own bans coming back (not applied again).
+    pub own: u64,
     /// Unblocks sent in total.
     pub unblocked: u64,
     /// When the last answer was applied.
@@ -61,6 +65,16 @@ impl Bouncer {
     /// Reads the API key and starts the polling thread, which opens its own controller with
     /// `ctl` in the calling thread's network namespace.
     pub fn start(cfg: &CrowdsecConfig, ctl: autoblock::Config) -> Result<Bouncer, CrowdsecError> {
+        Bouncer::start_with_own(cfg, ctl, None)
+    }
+
+    /// Like [`Bouncer::start`]; decisions `own` recognises as the daemon's own bans are not
+    /// applied again.
+    pub fn start_with_own(
+        cfg: &CrowdsecConfig,
+        ctl: autoblock::Config,
+        own: Option<OwnBans>,
+    ) -> Result<Bouncer, CrowdsecError> {
         let key = read_secret(&cfg.api_key_file)?;
         let mut value = HeaderValue::from_str(&key).map_err(|_| CrowdsecError::Secret {
             file: cfg.api_key_file.clone(),
@@ -103,6 +117,7 @@ impl Bouncer {
                     ctl: None,
                     status: st,
                     seen: HashSet::new(),
+                    own,
                 };
                 worker.run(&rx);
             })
@@ -119,10 +134,12 @@ impl Bouncer {
         })
     }
 
-    /// Starts the bouncer a daemon configuration asks for (`[crowdsec]`), unless `dry_run`.
+    /// Starts the bouncer a daemon configuration asks for (`[crowdsec]`), unless `dry_run`;
+    /// `own` (from the [`Pusher`](super::Pusher)) names the daemon's own bans.
     pub fn start_configured(
         cfg: &crate::config::Config,
         dry_run: bool,
+        own: Option<OwnBans>,
     ) -> Result<Option<Bouncer>, CrowdsecError> {
         let Some(cs) = &cfg.crowdsec else {
             return Ok(None);
@@ -132,7 +149,7 @@ impl Bouncer {
             return Ok(None);
         }
         info!(url = %cs.url.0, poll = ?cs.poll.0, "CrowdSec bouncer starting");
-        Bouncer::start(cs, cfg.controller_config()).map(Some)
+        Bouncer::start_with_own(cs, cfg.controller_config(), own).map(Some)
     }
 
     /// Makes the next poll a start-up poll, at once (after another program or a repair
@@ -177,6 +194,8 @@ struct Worker {
     status: Arc<Mutex<BouncerStatus>>,
     /// Ids of deleted decisions already applied.
     seen: HashSet<i64>,
+    /// The daemon's own bans.
+    own: Option<OwnBans>,
 }
 
 impl Worker {
@@ -221,6 +240,7 @@ impl Worker {
         st.polls += 1;
         st.startups += u64::from(startup);
         st.blocked += a.blocked;
+        st.own += a.own;
         st.unblocked += a.unblocked;
         st.last_applied = Some(SystemTime::now());
         st.last_error = None;
@@ -239,6 +259,7 @@ impl Worker {
                 bans = a.blocked,
                 unblocked = a.unblocked,
                 ignored = a.ignored,
+                own = a.own,
                 invalid = a.invalid,
                 transactions = a.transactions,
                 ms = took.as_millis() as u64,
@@ -249,8 +270,14 @@ impl Worker {
                 bans = a.blocked,
                 unblocked = a.unblocked,
                 ignored = a.ignored,
+                own = a.own,
                 invalid = a.invalid,
                 "CrowdSec decisions applied"
+            );
+        } else if a.own > 0 {
+            debug!(
+                own = a.own,
+                "CrowdSec: own bans came back in the stream; already enforced"
             );
         }
     }
@@ -292,7 +319,7 @@ impl Worker {
         let Some(ctl) = self.ctl.as_mut() else {
             return Err("no controller".into());
         };
-        match apply::apply(ctl, resp, &mut self.seen) {
+        match apply::apply(ctl, resp, &mut self.seen, self.own.as_ref()) {
             Ok(a) => Ok(a),
             Err(e @ apply::ApplyError::Kernel(_)) => {
                 // Reopen: the namespace or the socket may be gone.
@@ -305,7 +332,7 @@ impl Worker {
 }
 
 /// A reqwest error's text with its causes (the URL is logged separately; it holds no key).
-fn without_url(e: &reqwest::Error) -> String {
+pub(super) fn without_url(e: &reqwest::Error) -> String {
     let mut s = e.without_url_ref();
     let mut src = std::error::Error::source(e);
     while let Some(c) = src {

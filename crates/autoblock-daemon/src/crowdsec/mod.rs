@@ -1,16 +1,21 @@
-//! CrowdSec bouncer mode: the daemon follows a CrowdSec Local API's decisions stream and
+//! CrowdSec fleet mode: the daemon follows a CrowdSec Local API's decisions stream and
 //! enforces its `ban` decisions through the controller, so bans decided anywhere in a fleet
-//! reach this host.
+//! reach this host; with machine credentials it also pushes the bans its own jails decide to
+//! the Local API, so every other bouncer of the fleet applies them.
 //!
 //! Parts: [`duration`] reads Go durations, [`stream`] reads the stream's JSON decision by
 //! decision, [`apply`] feeds an answer into the bulk loader (the whole start-up stream in one
-//! transaction), [`bouncer`] is the polling thread (HTTP, reconnect and resync). This module
+//! transaction), [`bouncer`] is the polling thread (HTTP, reconnect and resync), [`push`] is
+//! the watcher thread that sends the daemon's own bans as alerts, and [`own`] is what both
+//! share so that those bans, coming back in the stream, are not applied again. This module
 //! owns the `[crowdsec]` configuration section. It does not own the daemon's own bans (the
-//! store and jails), and it never logs the API key.
+//! store and jails), and it never logs the API key, the password or the token.
 
 pub mod apply;
 pub mod bouncer;
 pub mod duration;
+pub mod own;
+pub mod push;
 pub mod stream;
 
 use std::path::{Path, PathBuf};
@@ -22,10 +27,12 @@ use serde::Deserialize;
 use crate::config::Dur;
 
 pub use bouncer::{Bouncer, BouncerStatus};
+pub use own::OwnBans;
+pub use push::{PushStatus, Pusher};
 
 /// The `[crowdsec]` section of the daemon's configuration.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RawCrowdsec")]
 #[non_exhaustive]
 pub struct CrowdsecConfig {
     /// The Local API, e.g. `http://127.0.0.1:8080/` (`https://` is verified with rustls).
@@ -36,11 +43,56 @@ pub struct CrowdsecConfig {
     #[serde(default = "default_poll")]
     pub poll: Dur,
     /// The machine id under which the daemon's own bans are pushed (with `password_file`).
-    #[serde(default)]
     pub machine_id: Option<String>,
     /// A file holding that machine's password.
-    #[serde(default)]
     pub password_file: Option<PathBuf>,
+}
+
+/// `[crowdsec]` as written, before the checks that involve several keys.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCrowdsec {
+    url: LapiUrl,
+    api_key_file: PathBuf,
+    #[serde(default = "default_poll")]
+    poll: Dur,
+    #[serde(default)]
+    machine_id: Option<String>,
+    #[serde(default)]
+    password_file: Option<PathBuf>,
+}
+
+impl TryFrom<RawCrowdsec> for CrowdsecConfig {
+    type Error = String;
+
+    fn try_from(r: RawCrowdsec) -> Result<Self, String> {
+        match (&r.machine_id, &r.password_file) {
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(
+                    "[crowdsec] machine_id and password_file go together: both to \
+                     push this host's bans to the Local API, neither to only follow its \
+                     decisions"
+                        .into(),
+                )
+            }
+            _ => {}
+        }
+        if let Some(id) = &r.machine_id {
+            if id.is_empty() || !id.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(format!(
+                    "[crowdsec] machine_id {id:?} must be non-empty, without spaces or \
+                     control characters (the name given to `cscli machines add`)"
+                ));
+            }
+        }
+        Ok(CrowdsecConfig {
+            url: r.url,
+            api_key_file: r.api_key_file,
+            poll: r.poll,
+            machine_id: r.machine_id,
+            password_file: r.password_file,
+        })
+    }
 }
 
 fn default_poll() -> Dur {
@@ -62,6 +114,13 @@ impl CrowdsecConfig {
     /// Sets the polling interval.
     pub fn poll(mut self, every: Duration) -> Self {
         self.poll = Dur(every);
+        self
+    }
+
+    /// Sets the machine credentials under which the daemon's own bans are pushed.
+    pub fn machine(mut self, id: impl Into<String>, password_file: impl Into<PathBuf>) -> Self {
+        self.machine_id = Some(id.into());
+        self.password_file = Some(password_file.into());
         self
     }
 }
@@ -169,6 +228,34 @@ mod tests {
             let e = LapiUrl::parse(bad).unwrap_err().to_string();
             assert!(e.contains(bad), "{e}");
         }
+    }
+
+    fn section(body: &str) -> Result<crate::config::Config, crate::config::ConfigError> {
+        let text =
+            format!("[crowdsec]\nurl = \"http://127.0.0.1:8080/\"\napi_key_file = \"/k\"\n{body}");
+        crate::config::Config::parse(&text, Path::new("t.toml"))
+    }
+
+    #[test]
+    fn machine_credentials_go_together() {
+        let c = section("machine_id = \"web-1\"\npassword_file = \"/p\"\n").unwrap();
+        let cs = c.crowdsec.unwrap();
+        assert_eq!(cs.machine_id.as_deref(), Some("web-1"));
+        assert_eq!(cs.password_file.as_deref(), Some(Path::new("/p")));
+        assert!(section("").unwrap().crowdsec.unwrap().machine_id.is_none());
+        for body in ["machine_id = \"web-1\"\n", "password_file = \"/p\"\n"] {
+            let e = section(body).unwrap_err().to_string();
+            assert!(
+                e.contains("t.toml:1:") && e.contains("machine_id and password_file go together"),
+                "{e}"
+            );
+        }
+        let e = section("machine_id = \"web 1\"\npassword_file = \"/p\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("\"web 1\""), "{e}");
+        let e = section("machine = \"x\"\n").unwrap_err().to_string();
+        assert!(e.contains("unknown field `machine`"), "{e}");
     }
 
     #[test]
