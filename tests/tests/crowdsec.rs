@@ -4,11 +4,16 @@
 //! decisions added with `cscli` (an address, a range, an `::ffff:` mapped address, an IPv6
 //! range) are enforced — packets dropped — with their durations; a deleted decision is
 //! unblocked; after a Local API restart the daemon reconnects and resyncs; 100,000 imported
-//! decisions are all enforced by one start-up transaction.
+//! decisions are all enforced by one start-up transaction. The other way: a daemon with a
+//! jail and machine credentials pushes its own sshd ban to the Local API, where `cscli
+//! decisions list` shows it and another bouncer enforces it, while the ban coming back in the
+//! daemon's own stream is neither applied again nor pushed again; with a wrong password the
+//! ban is still enforced locally and the daemon says that pushing failed.
 //!
 //! These tests need root and the `crowdsec` package: without them they fail, naming what is
 //! missing (never skipped).
 
+use std::io::Write;
 use std::net::{IpAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -178,6 +183,49 @@ prometheus:
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Registers a machine (a watcher) with `password` (its credentials file goes into the
+    /// scratch dir, not over the system's) and writes `written` into a password file;
+    /// returns that file.
+    fn add_machine(&self, ns: &Netns, name: &str, password: &str, written: &str) -> PathBuf {
+        let creds = self.path(&format!("{name}.yaml"));
+        self.cscli(
+            ns,
+            &[
+                "machines",
+                "add",
+                name,
+                "--password",
+                password,
+                "-f",
+                creds.to_str().unwrap(),
+            ],
+        );
+        let file = self.path(&format!("{name}.password"));
+        std::fs::write(&file, format!("{written}\n")).unwrap();
+        file
+    }
+
+    /// `cscli decisions list -o json`: the active decisions as (value, scenario, origin,
+    /// seconds left).
+    fn decisions(&self, ns: &Netns) -> Vec<(String, String, String, f64)> {
+        let out = self.cscli(ns, &["decisions", "list", "-o", "json"]);
+        let v: serde_json::Value = serde_json::from_str(out.trim())
+            .unwrap_or_else(|e| panic!("cscli decisions list -o json: {e}:\n{out}"));
+        let mut list = Vec::new();
+        for alert in v.as_array().into_iter().flatten() {
+            for d in alert["decisions"].as_array().into_iter().flatten() {
+                let s = |k: &str| d[k].as_str().unwrap_or_default().to_owned();
+                list.push((
+                    s("value"),
+                    s("scenario"),
+                    s("origin"),
+                    go_secs(&s("duration")),
+                ));
+            }
+        }
+        list
+    }
+
     /// Registers a bouncer and writes its key to a file; returns the file.
     fn add_bouncer(&self, ns: &Netns, name: &str) -> PathBuf {
         let key = self.cscli(ns, &["bouncers", "add", name, "-o", "raw"]);
@@ -195,30 +243,55 @@ impl Drop for Lapi {
     }
 }
 
-/// A pure-bouncer `autoblock run` (a `[crowdsec]` section, no jails).
+/// `autoblock run` with a `[crowdsec]` section: a pure bouncer (no jails), or with an sshd
+/// jail following `auth.log` in its temp dir.
 struct Bouncer {
     child: Option<Child>,
     log: PathBuf,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Bouncer {
     fn start(ns: &Netns, key_file: &Path) -> Bouncer {
+        Bouncer::start_with(ns, key_file, "", "", false)
+    }
+
+    /// `top` goes before `[crowdsec]` (e.g. `table = ...`), `crowdsec` into it; `jail` adds
+    /// an sshd jail (3 failures, banned 1 h). Waits until the daemon runs.
+    fn start_with(ns: &Netns, key_file: &Path, top: &str, crowdsec: &str, jail: bool) -> Bouncer {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         std::fs::create_dir_all(d.join("sysconfig")).unwrap();
+        std::fs::write(d.join("auth.log"), "").unwrap();
+        let jail = if jail {
+            format!(
+                r#"
+[[jail]]
+name = "sshd"
+filter = "sshd"
+files = ["{d}/auth.log"]
+maxretry = 3
+findtime = "10m"
+bantime = "1h"
+"#,
+                d = d.display()
+            )
+        } else {
+            String::new()
+        };
         std::fs::write(
             d.join("autoblock.toml"),
             format!(
                 r#"state_dir = "{d}/state"
 control_socket = "{d}/control.sock"
 sysconfig_dir = "{d}/sysconfig"
-
+{top}
 [crowdsec]
 url = "http://127.0.0.1:{PORT}/"
 api_key_file = "{key}"
 poll = "{poll}ms"
-"#,
+{crowdsec}
+{jail}"#,
                 d = d.display(),
                 key = key_file.display(),
                 poll = POLL.as_millis()
@@ -229,21 +302,51 @@ poll = "{poll}ms"
         let mut cmd = Command::new(autoblock_bin());
         cmd.args(["run", "--config"])
             .arg(d.join("autoblock.toml"))
-            .env("AUTOBLOCK_LOG", "info")
+            .env("AUTOBLOCK_LOG", "info,autoblock_daemon::crowdsec=debug")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
         let child = ns.spawn(cmd).expect("spawn autoblock run");
-        Bouncer {
+        let mut b = Bouncer {
             child: Some(child),
             log,
-            _dir: dir,
+            dir,
+        };
+        let started = Instant::now();
+        while !b.log().contains("autoblock daemon running") {
+            if let Some(Ok(Some(st))) = b.child.as_mut().map(Child::try_wait) {
+                panic!("the daemon exited at start ({st:?}):\n{}", b.log());
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(15),
+                "the daemon did not start within 15 s:\n{}",
+                b.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
+        b
     }
 
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Appends `n` sshd "Failed password" lines from `src` to the jail's log.
+    fn fail_logins(&self, src: IpAddr, n: u32) {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.path().join("auth.log"))
+            .unwrap();
+        for i in 0..n {
+            writeln!(
+                f,
+                "Dec  7 10:29:{i:02} web-1 sshd[{}]: Failed password for root from {src} port {} ssh2",
+                4000 + i,
+                50000 + i
+            )
+            .unwrap();
+        }
     }
 }
 
@@ -258,11 +361,66 @@ impl Drop for Bouncer {
 
 /// The set layout's entries in `ns`.
 fn listed(ns: &Netns) -> Vec<Listed> {
-    ns.run(|| {
-        let mut ctl = Controller::open(autoblock::Config::default().layout(autoblock::Layout::Set))
-            .expect("open a controller");
+    listed_in(ns, "autoblock")
+}
+
+/// The set layout's entries of table `table` in `ns`.
+fn listed_in(ns: &Netns, table: &str) -> Vec<Listed> {
+    let table = table.to_owned();
+    ns.run(move || {
+        let mut ctl = Controller::open(
+            autoblock::Config::default()
+                .layout(autoblock::Layout::Set)
+                .table(table),
+        )
+        .expect("open a controller");
         ctl.list().unwrap_or_default()
     })
+}
+
+/// Seconds of a Go duration as `cscli` prints it (`59m58.123s`, `1h0m1s`); NaN if it is not
+/// one.
+fn go_secs(s: &str) -> f64 {
+    let mut total = 0.0;
+    let mut num = String::new();
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() || c == '.' {
+            num.push(c);
+            continue;
+        }
+        let unit = match (c, chars.peek()) {
+            ('h', _) => 3600.0,
+            ('m', Some('s')) => {
+                chars.next();
+                0.001
+            }
+            ('m', _) => 60.0,
+            ('s', _) => 1.0,
+            _ => return f64::NAN,
+        };
+        total += num.parse::<f64>().unwrap_or(f64::NAN) * unit;
+        num.clear();
+    }
+    if num.is_empty() && !s.is_empty() {
+        total
+    } else {
+        f64::NAN
+    }
+}
+
+/// Polls `f` until it holds or `bound` passes; false if it never held.
+fn within(bound: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let started = Instant::now();
+    loop {
+        if f() {
+            return true;
+        }
+        if started.elapsed() > bound {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 fn net(s: &str) -> Net {
@@ -555,4 +713,188 @@ fn hundred_thousand_imported_decisions_are_all_enforced_in_one_transaction() {
         log.contains("bans=100000") && log.contains("transactions=1"),
         "not one transaction:\n{log}"
     );
+}
+
+#[test]
+fn own_bans_are_pushed_applied_by_other_bouncers_and_do_not_loop() {
+    let bed = TestBed::new();
+    let ns = bed.host();
+    let lapi = Lapi::start(ns);
+    let key = lapi.add_bouncer(ns, "autoblock");
+    let password = "Zq7-own-ban-pushing-password";
+    let pw = lapi.add_machine(ns, "web-1", password, password);
+    let b = Bouncer::start_with(
+        ns,
+        &key,
+        "",
+        &format!(
+            "machine_id = \"web-1\"\npassword_file = \"{}\"",
+            pw.display()
+        ),
+        true,
+    );
+    // Another host of the fleet: a pure bouncer of the same Local API (its own table here).
+    let key2 = lapi.add_bouncer(ns, "other-host");
+    let other = Bouncer::start_with(ns, &key2, "table = \"fleet2\"", "", false);
+
+    let attacker = IpAddr::V4(addr::V4_BLOCKED);
+    assert!(bed.send_udp(attacker, 0), "reachable before any ban");
+    let started = Instant::now();
+    b.fail_logins(attacker, 3);
+    wait_for(ns, &b, &lapi, BOUND, "the jail's ban in the kernel", |l| {
+        has(l, "198.51.100.9")
+    });
+    eprintln!("banned locally after {:?}", started.elapsed());
+    assert!(!bed.send_udp(attacker, 0), "the local ban drops packets");
+
+    // On the Local API: one ban decision for the address, with the jail's scenario and
+    // about the ban time left.
+    let mut found = Vec::new();
+    let seen = within(BOUND, || {
+        found = lapi
+            .decisions(ns)
+            .into_iter()
+            .filter(|d| d.0 == "198.51.100.9")
+            .collect();
+        !found.is_empty()
+    });
+    assert!(
+        seen,
+        "the ban is not in `cscli decisions list`:\n{}\ndaemon log:\n{}\nLAPI log:\n{}",
+        lapi.cscli(ns, &["decisions", "list", "-o", "json"]),
+        b.log(),
+        lapi.log()
+    );
+    eprintln!(
+        "visible in cscli decisions list after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(found.len(), 1, "{found:?}");
+    let (_, scenario, origin, left) = &found[0];
+    assert_eq!(scenario, "autoblock/sshd");
+    assert_eq!(origin, "crowdsec");
+    assert!(
+        *left <= 3600.0 && *left > 3600.0 - 120.0,
+        "the decision lasts {left} s, the ban 1 h"
+    );
+
+    // The other host's bouncer enforces it.
+    let started = Instant::now();
+    let applied = within(BOUND, || {
+        listed_in(ns, "fleet2")
+            .iter()
+            .any(|e| e.net == net("198.51.100.9"))
+    });
+    assert!(
+        applied,
+        "the other bouncer did not apply the pushed ban:\n{}",
+        other.log()
+    );
+    eprintln!("applied by the other bouncer after {:?}", started.elapsed());
+    let l = listed_in(ns, "fleet2");
+    let e = l.iter().find(|e| e.net == net("198.51.100.9")).unwrap();
+    assert_eq!(e.comment.as_deref(), Some("crowdsec crowdsec"));
+
+    // No loop: the daemon's own stream brings the decision back a few times; it is not
+    // applied again (the element keeps the jail's comment), not counted as a ban, not pushed
+    // again.
+    let came_back = within(BOUND, || {
+        b.log()
+            .contains("own bans came back in the stream; already enforced")
+    });
+    assert!(came_back, "the own decision never came back:\n{}", b.log());
+    std::thread::sleep(POLL * 3);
+    let log = b.log();
+    let l = listed(ns);
+    let e = l.iter().find(|e| e.net == net("198.51.100.9")).unwrap();
+    assert_eq!(
+        e.comment.as_deref(),
+        Some("autoblock sshd"),
+        "the own ban was applied again from the stream"
+    );
+    assert_eq!(
+        log.matches("CrowdSec: bans pushed to the Local API")
+            .count(),
+        1,
+        "{log}"
+    );
+    assert_eq!(
+        log.matches(" banned ").count() + log.matches(" banned\n").count(),
+        1,
+        "{log}"
+    );
+    assert!(!log.contains("CrowdSec decisions applied"), "{log}");
+    assert_eq!(
+        lapi.decisions(ns)
+            .iter()
+            .filter(|d| d.0 == "198.51.100.9")
+            .count(),
+        1,
+        "pushed more than once"
+    );
+    let st = ns.autoblock_env(
+        &["status", "--json"],
+        &[(
+            "AUTOBLOCK_CONTROL_SOCKET",
+            b.dir.path().join("control.sock").to_str().unwrap(),
+        )],
+    );
+    assert!(st.status.success(), "{}", output_text(&st));
+    let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+    assert_eq!(v["jails"][0]["bans_total"], 1, "{v}");
+    assert_eq!(v["daemon"]["bans_active"], 1, "{v}");
+    // Neither the password nor the API key shows in the log.
+    assert!(!log.contains(password), "the password was logged");
+    let k = std::fs::read_to_string(&key).unwrap();
+    assert!(!log.contains(k.trim()), "the API key was logged");
+}
+
+#[test]
+fn a_wrong_machine_password_still_bans_locally_and_says_pushing_failed() {
+    let bed = TestBed::new();
+    let ns = bed.host();
+    let lapi = Lapi::start(ns);
+    let key = lapi.add_bouncer(ns, "autoblock");
+    let wrong = "not-the-registered-password";
+    let pw = lapi.add_machine(ns, "web-2", "the-registered-password", wrong);
+    let b = Bouncer::start_with(
+        ns,
+        &key,
+        "",
+        &format!(
+            "machine_id = \"web-2\"\npassword_file = \"{}\"",
+            pw.display()
+        ),
+        true,
+    );
+    let attacker = IpAddr::V4(addr::V4_OTHER_24);
+    b.fail_logins(attacker, 3);
+    wait_for(ns, &b, &lapi, BOUND, "the jail's ban in the kernel", |l| {
+        has(l, "203.0.113.9")
+    });
+    assert!(!bed.send_udp(attacker, 0), "the local ban drops packets");
+    let said = within(BOUND, || {
+        b.log()
+            .contains("CrowdSec: pushing bans to the Local API failed: the Local API refused the login of machine \"web-2\"")
+    });
+    let log = b.log();
+    assert!(said, "the daemon did not say pushing failed:\n{log}");
+    assert!(
+        log.contains(&pw.display().to_string()),
+        "the message names the password file:\n{log}"
+    );
+    assert!(!log.contains(wrong), "the password was logged");
+    assert!(
+        !lapi.decisions(ns).iter().any(|d| d.0 == "203.0.113.9"),
+        "a decision was created with a wrong password"
+    );
+    // Retries are not logged every time (one warning, then at most one a minute).
+    std::thread::sleep(Duration::from_secs(4));
+    let log = b.log();
+    assert_eq!(
+        log.matches("pushing bans to the Local API").count(),
+        1,
+        "the failure is not rate-limited:\n{log}"
+    );
+    assert!(!bed.send_udp(attacker, 0), "still banned locally");
 }
