@@ -151,8 +151,11 @@ impl Monitor {
     /// Waits up to `wait_ms` (forever with `None`) for the next complete transaction.
     /// `Ok(None)` when the time ran out first.
     pub fn next(&mut self, wait_ms: Option<u64>) -> Result<Option<Transaction>, Error> {
+        // `Socket::recv` without a wait never blocks: "wait forever" is a poll without end
+        // (an idle monitor must sleep in the kernel, not spin on EAGAIN).
+        let wait = wait_ms.unwrap_or(i32::MAX as u64);
         loop {
-            let n = match self.sock.recv(&mut self.buf, wait_ms) {
+            let n = match self.sock.recv(&mut self.buf, Some(wait)) {
                 Ok(Some(n)) => n,
                 Ok(None) if wait_ms.is_some() => return Ok(None),
                 Ok(None) => continue,
