@@ -736,3 +736,90 @@ fn the_daemon_executes_no_program() {
     let execs: Vec<&str> = text.lines().filter(|l| l.contains("execve")).collect();
     assert_eq!(execs.len(), 1, "only the daemon's own exec:\n{text}");
 }
+
+/// CPU time (user + system) a process has used so far, from `/proc/PID/stat`.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .map(|v| v.parse().unwrap())
+        .collect();
+    // SAFETY: sysconf with a valid name has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_millis((f[0] + f[1]) * 1000 / hz)
+}
+
+/// Under systemd (`Type=notify`, `WatchdogSec=`): READY=1 once the daemon is up, watchdog
+/// keep-alives, RELOADING=1 then READY=1 around a SIGHUP, STOPPING=1 at SIGTERM — read from
+/// a notify socket of the test's own, as systemd would. And an idle daemon sleeps: its
+/// threads (the ruleset change monitor included) use almost no CPU while nothing happens.
+#[test]
+fn systemd_notifications_and_an_idle_daemon_sleeps() {
+    use std::os::unix::net::UnixDatagram;
+    let ns = Netns::new();
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), "set", "");
+    let notify_path = dir.path().join("notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let log = dir.path().join("daemon.log");
+    let mut cmd = Command::new(autoblock_bin());
+    cmd.args(["run", "--config"])
+        .arg(dir.path().join("autoblock.toml"))
+        .env("NOTIFY_SOCKET", &notify_path)
+        .env("WATCHDOG_USEC", "2000000")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    let mut child = ns.spawn(cmd).expect("spawn autoblock run");
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    let next = |what: &str| -> String {
+        let mut buf = vec![0u8; 4096];
+        let n = notify
+            .recv(&mut buf)
+            .unwrap_or_else(|e| panic!("no notification ({what} expected): {e}\n{}", log_text()));
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    // Skip keep-alives until the message that starts with `prefix`.
+    let until = |prefix: &str| -> String {
+        loop {
+            let m = next(prefix);
+            if m.starts_with(prefix) {
+                return m;
+            }
+            assert_eq!(m, "WATCHDOG=1\n", "unexpected notification before {prefix}");
+        }
+    };
+    let ready = until("READY=1");
+    assert!(
+        ready.contains("STATUS=1 jail(s), 0 ban(s), set layout"),
+        "{ready}"
+    );
+    assert_eq!(until("WATCHDOG=1"), "WATCHDOG=1\n");
+
+    let pid = child.id();
+    let before = cpu_time(pid);
+    std::thread::sleep(Duration::from_secs(3));
+    let idle = cpu_time(pid) - before;
+    assert!(
+        idle < Duration::from_millis(300),
+        "an idle daemon used {idle:?} of CPU in 3 s"
+    );
+
+    // SAFETY: kill(2) on the child this test spawned and has not reaped.
+    assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGHUP) }, 0);
+    assert!(until("RELOADING=1").contains("MONOTONIC_USEC="));
+    assert!(until("READY=1").contains("STATUS="));
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) }, 0);
+    assert_eq!(until("STOPPING=1"), "STOPPING=1\n");
+    let st = child.wait().unwrap();
+    assert!(st.success(), "{st:?}\n{}", log_text());
+}

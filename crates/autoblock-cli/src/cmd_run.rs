@@ -53,6 +53,7 @@ pub fn run(a: &RunArgs) -> Result<()> {
             write().map_err(|e| format!("sysconfig mirror: {e:#}"))
         }));
     }
+    opts = opts.lifecycle(lifecycle_hook());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -63,6 +64,38 @@ pub fn run(a: &RunArgs) -> Result<()> {
         Some(autoblock_daemon::monitor::start),
     ))?;
     Ok(())
+}
+
+/// The daemon's lifecycle as systemd notifications (no-ops outside systemd): READY=1 once
+/// it is up, RELOADING=1/READY=1 around a SIGHUP reload, STOPPING=1, and a watchdog
+/// keep-alive every half `WatchdogSec=` when the unit asks for one. A failed notification
+/// is logged, never fatal.
+fn lifecycle_hook() -> autoblock_daemon::daemon::LifecycleHook {
+    use autoblock_daemon::daemon::Lifecycle;
+    use std::sync::Mutex;
+    use std::time::Instant;
+    let interval = crate::notify::watchdog_interval();
+    let last_ping: Mutex<Option<Instant>> = Mutex::new(None);
+    Arc::new(move |event, status| {
+        let sent = match event {
+            Lifecycle::Ready | Lifecycle::Reloaded => crate::notify::ready(status),
+            Lifecycle::Reloading => crate::notify::reloading(),
+            Lifecycle::Stopping => crate::notify::stopping(),
+            Lifecycle::Alive => {
+                let Some(every) = interval else { return };
+                let mut last = last_ping.lock().unwrap_or_else(|p| p.into_inner());
+                if last.is_some_and(|t| t.elapsed() < every) {
+                    return;
+                }
+                *last = Some(Instant::now());
+                crate::notify::watchdog()
+            }
+            _ => return,
+        };
+        if let Err(e) = sent {
+            tracing::warn!("systemd notification ({event:?}) failed: {e}");
+        }
+    })
 }
 
 fn socket_path() -> PathBuf {

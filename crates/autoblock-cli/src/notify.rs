@@ -2,12 +2,9 @@
 //! `Type=notify`: readiness, reloading, stopping, status text and watchdog keep-alives.
 //!
 //! A thin wrapper over the `sd-notify` crate. Outside systemd (`NOTIFY_SOCKET` unset) every
-//! call is a no-op that returns `Ok`. It does not decide *when* to notify — the daemon
+//! call is a no-op that returns `Ok`. It does not decide *when* to notify — `autoblock run`
 //! calls [`ready`] once its first ruleset is in place, [`reloading`]/[`ready`] around a
 //! SIGHUP reload, [`stopping`] on shutdown, and [`watchdog`] every [`watchdog_interval`].
-
-// Used by the daemon's `run` command; kept callable before that command exists.
-#![allow(dead_code)]
 
 use std::io;
 use std::time::Duration;
@@ -33,11 +30,6 @@ pub(crate) fn stopping() -> io::Result<()> {
 /// Sends one watchdog keep-alive (`WATCHDOG=1`).
 pub(crate) fn watchdog() -> io::Result<()> {
     sd_notify::notify(&[NotifyState::Watchdog])
-}
-
-/// Updates the one-line status `systemctl status` shows.
-pub(crate) fn status(text: &str) -> io::Result<()> {
-    sd_notify::notify(&[NotifyState::Status(text)])
 }
 
 /// How often to call [`watchdog`]: half the unit's `WatchdogSec=`, or `None` when the
@@ -77,8 +69,6 @@ mod tests {
         assert!(msg.starts_with("RELOADING=1\nMONOTONIC_USEC="), "{msg}");
         watchdog().unwrap();
         assert_eq!(recv(), "WATCHDOG=1\n");
-        status("1 ban").unwrap();
-        assert_eq!(recv(), "STATUS=1 ban\n");
         stopping().unwrap();
         assert_eq!(recv(), "STOPPING=1\n");
 

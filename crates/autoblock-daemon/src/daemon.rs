@@ -36,6 +36,26 @@ use crate::store::{BanRecord, Offence, Store, StoreError};
 /// chain layout into the sysconfig files. An error is logged; it never stops the daemon.
 pub type AfterChange = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 
+/// A moment of the daemon's life a service manager wants to hear of (systemd's
+/// `sd_notify`: `READY=1`, `RELOADING=1`, `STOPPING=1`, `WATCHDOG=1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Lifecycle {
+    /// The first reconciliation is in the kernel, the jails and the control socket are up.
+    Ready,
+    /// A SIGHUP reload starts.
+    Reloading,
+    /// The reload is done (the daemon is ready again).
+    Reloaded,
+    /// The daemon is stopping (bans stay in the kernel).
+    Stopping,
+    /// The event loop is alive (once a second): a watchdog keep-alive.
+    Alive,
+}
+
+/// Called with each [`Lifecycle`] event and a one-line status; must not block.
+pub type LifecycleHook = Arc<dyn Fn(Lifecycle, &str) + Send + Sync>;
+
 /// How to run the daemon.
 #[derive(Clone)]
 #[non_exhaustive]
@@ -46,6 +66,8 @@ pub struct Options {
     pub dry_run: bool,
     /// Hook run after each kernel change.
     pub after_change: Option<AfterChange>,
+    /// Hook told of readiness, reloads, stopping and liveness.
+    pub lifecycle: Option<LifecycleHook>,
 }
 
 impl std::fmt::Debug for Options {
@@ -54,6 +76,7 @@ impl std::fmt::Debug for Options {
             .field("config_path", &self.config_path)
             .field("dry_run", &self.dry_run)
             .field("after_change", &self.after_change.is_some())
+            .field("lifecycle", &self.lifecycle.is_some())
             .finish()
     }
 }
@@ -65,6 +88,7 @@ impl Options {
             config_path: path.into(),
             dry_run: false,
             after_change: None,
+            lifecycle: None,
         }
     }
 
@@ -77,6 +101,12 @@ impl Options {
     /// Sets the after-change hook.
     pub fn after_change(mut self, hook: AfterChange) -> Self {
         self.after_change = Some(hook);
+        self
+    }
+
+    /// Sets the lifecycle hook (e.g. systemd notifications).
+    pub fn lifecycle(mut self, hook: LifecycleHook) -> Self {
+        self.lifecycle = Some(hook);
         self
     }
 }
@@ -282,6 +312,7 @@ pub async fn run(opts: Options, monitor: Option<MonitorStart>) -> Result<(), Dae
         socket = %d.cfg.control_socket.display(),
         "autoblock daemon running"
     );
+    d.tell(Lifecycle::Ready);
 
     loop {
         let heal_sleep = async {
@@ -323,6 +354,7 @@ pub async fn run(opts: Options, monitor: Option<MonitorStart>) -> Result<(), Dae
             },
             () = heal_sleep => d.heal_now(),
             _ = tick.tick() => {
+                d.tell(Lifecycle::Alive);
                 d.expire().await;
                 if Instant::now() >= evict_at {
                     let now = Timestamp::now();
@@ -332,11 +364,16 @@ pub async fn run(opts: Options, monitor: Option<MonitorStart>) -> Result<(), Dae
                     evict_at = Instant::now() + Duration::from_secs(60);
                 }
             }
-            _ = hup.recv() => d.reload(),
+            _ = hup.recv() => {
+                d.tell(Lifecycle::Reloading);
+                d.reload();
+                d.tell(Lifecycle::Reloaded);
+            }
             _ = term.recv() => { info!("SIGTERM: stopping; bans stay in the kernel"); break; }
             _ = int.recv() => { info!("SIGINT: stopping; bans stay in the kernel"); break; }
         }
     }
+    d.tell(Lifecycle::Stopping);
     server.abort();
     for j in &mut d.jails {
         for h in j.sources.drain(..) {
@@ -353,6 +390,22 @@ pub async fn run(opts: Options, monitor: Option<MonitorStart>) -> Result<(), Dae
 }
 
 impl Daemon {
+    /// Tells the lifecycle hook, if any, of `event` with a status line.
+    fn tell(&self, event: Lifecycle) {
+        if let Some(hook) = &self.opts.lifecycle {
+            let status = match event {
+                Lifecycle::Stopping => "stopping; bans stay in the kernel".to_owned(),
+                _ => format!(
+                    "{} jail(s), {} ban(s), {} layout",
+                    self.jails.len(),
+                    self.desired.len(),
+                    self.cfg.layout
+                ),
+            };
+            hook(event, &status);
+        }
+    }
+
     /// Loads the store, forgets expired bans and makes the kernel hold exactly the rest, in
     /// one transaction.
     async fn reconcile(&mut self) -> Result<(), DaemonError> {
