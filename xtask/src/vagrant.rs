@@ -1,4 +1,5 @@
-//! `cargo xtask vagrant box` and `cargo xtask vagrant [--box NAME] [--keep]`:
+//! `cargo xtask vagrant box` and `cargo xtask vagrant [--box NAME] [--keep]
+//! [--scenarios-only]`:
 //! the end-to-end suite and the reboot scenarios inside a real virtual
 //! machine (vagrant + libvirt), so a real boot runs the firewall services.
 //!
@@ -72,9 +73,15 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         lab::teardown(&cache, true);
         return Ok(ExitCode::SUCCESS);
     }
-    let flags = Flags::parse(args, &["--keep"], &["--box"])?;
+    let flags = Flags::parse(args, &["--keep", "--scenarios-only"], &["--box"])?;
     let machine = flags.value("--box").unwrap_or("debian12");
-    let report = run_vm(machine, flags.has("--keep"))?;
+    let suite = !flags.has("--scenarios-only");
+    if !suite && crate::util::is_ci() {
+        bail!(
+            "--scenarios-only leaves out the suite, which CI never does: run `cargo xtask vagrant`"
+        );
+    }
+    let report = run_vm_with(machine, flags.has("--keep"), suite)?;
     Ok(if report.failed() == 0 {
         ExitCode::SUCCESS
     } else {
@@ -86,6 +93,12 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
 /// box, lab, up, suite, reboot scenarios, tear-down. An `Err` means the VM
 /// could not be built or booted; test failures are in the report.
 pub fn run_vm(machine: &str, keep: bool) -> Result<Report> {
+    run_vm_with(machine, keep, true)
+}
+
+/// [`run_vm`], with the suite left out unless `with_suite` (`--scenarios-only`,
+/// for working on the scenarios; refused under CI).
+fn run_vm_with(machine: &str, keep: bool, with_suite: bool) -> Result<Report> {
     if !["debian12", "alma9", "alma8"].contains(&machine) {
         bail!("unknown machine `{machine}` (debian12, alma9 or alma8)");
     }
@@ -105,7 +118,7 @@ pub fn run_vm(machine: &str, keep: bool) -> Result<Report> {
     }
     // Built before the VM boots: nothing waits on a compile with a VM up.
     let payload = if machine == "debian12" {
-        Some(host_payload(&cache)?)
+        Some(host_payload(&cache, with_suite)?)
     } else {
         None
     };
@@ -127,14 +140,17 @@ pub fn run_vm(machine: &str, keep: bool) -> Result<Report> {
 
     // The host-only suites are not copied into the debian12 guest (see
     // host_payload), and skipped in a guest that built them: said either way.
-    for suite in HOST_ONLY_SUITES {
+    if !with_suite {
+        report.note("suite", "not run (--scenarios-only)", Duration::ZERO);
+    }
+    for suite in HOST_ONLY_SUITES.iter().filter(|_| with_suite) {
         report.step(
             &format!("suite {suite}"),
             Ok(StepResult::OnHost(HOST_ONLY_WHY.to_owned())),
             Duration::ZERO,
         );
     }
-    for bin in guest.test_binaries()? {
+    for bin in guest.test_binaries()?.into_iter().filter(|_| with_suite) {
         let t = Instant::now();
         let suite = suite_name(bin.rsplit('/').next().unwrap_or(&bin));
         if HOST_ONLY_SUITES.contains(&suite) {
@@ -213,8 +229,28 @@ fn build_deb(cache: &Cache) -> Result<PathBuf> {
     Ok(deb)
 }
 
-fn host_payload(cache: &Cache) -> Result<Payload> {
+fn host_payload(cache: &Cache, suite: bool) -> Result<Payload> {
     let autoblock = build_autoblock(true)?;
+    let tests = if suite { test_binaries()? } else { Vec::new() };
+    let version = Command::new(&autoblock)
+        .arg("--version")
+        .output()
+        .with_context(|| format!("cannot run {} --version", autoblock.display()))?;
+    let version = String::from_utf8_lossy(&version.stdout).trim().to_owned();
+    let t = Instant::now();
+    let deb = build_deb(cache).map_err(|e| format!("{e:#}"));
+    println!("xtask: .deb in {:.1} s", t.elapsed().as_secs_f64());
+    Ok(Payload {
+        autoblock,
+        tests,
+        deb,
+        version,
+    })
+}
+
+/// Builds the executables of package autoblock-tests but the host-only
+/// ones (`cargo test --no-run`) and returns their paths.
+fn test_binaries() -> Result<Vec<PathBuf>> {
     println!("xtask: cargo test -p autoblock-tests --no-run");
     let output = cargo()
         .args(["test", "-p", "autoblock-tests", "--no-run"])
@@ -248,20 +284,7 @@ fn host_payload(cache: &Cache) -> Result<Payload> {
     if tests.is_empty() {
         bail!("cargo reported no test executables for package autoblock-tests");
     }
-    let version = Command::new(&autoblock)
-        .arg("--version")
-        .output()
-        .with_context(|| format!("cannot run {} --version", autoblock.display()))?;
-    let version = String::from_utf8_lossy(&version.stdout).trim().to_owned();
-    let t = Instant::now();
-    let deb = build_deb(cache).map_err(|e| format!("{e:#}"));
-    println!("xtask: .deb in {:.1} s", t.elapsed().as_secs_f64());
-    Ok(Payload {
-        autoblock,
-        tests,
-        deb,
-        version,
-    })
+    Ok(tests)
 }
 
 /// The cache directory (`AUTOBLOCK_VM_CACHE`, default
