@@ -147,6 +147,23 @@ fn parse_net(s: &str) -> Result<IpNetwork, String> {
     Ok(net)
 }
 
+/// The metrics endpoint's address (`127.0.0.1:9641`, `[::1]:9641`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenAddr(pub std::net::SocketAddr);
+
+impl<'de> Deserialize<'de> for ListenAddr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        std::net::SocketAddr::from_str(s.trim())
+            .map(ListenAddr)
+            .map_err(|_| {
+                de::Error::custom(format!(
+                    "bad listen address `{s}`: expected IP:PORT, e.g. \"127.0.0.1:9641\" or \"[::1]:9641\""
+                ))
+            })
+    }
+}
+
 /// A regular expression (`regex` crate syntax) checked at load time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pattern(pub String);
@@ -265,6 +282,9 @@ pub struct Config {
     /// The jails.
     #[serde(default, rename = "jail")]
     pub jails: Vec<JailConfig>,
+    /// Serve Prometheus metrics (`GET /metrics`) on this address; off when absent.
+    #[serde(default)]
+    pub metrics: Option<ListenAddr>,
     /// `[crowdsec]`: enforce a CrowdSec Local API's decisions (bouncer mode).
     #[serde(default)]
     pub crowdsec: Option<crate::crowdsec::CrowdsecConfig>,
@@ -654,5 +674,23 @@ ipv6_prefix = 64
     fn error_display_is_file_line_col_reason() {
         let e = parse("x = 1\n").unwrap_err();
         assert!(e.to_string().starts_with("t.toml:1:1: "), "{e}");
+    }
+
+    #[test]
+    fn metrics_is_off_by_default_and_a_bad_address_names_its_spot() {
+        assert_eq!(parse("").unwrap().metrics, None);
+        let c = parse("metrics = \"127.0.0.1:9641\"\n").unwrap();
+        assert_eq!(
+            c.metrics.map(|m| m.0),
+            Some("127.0.0.1:9641".parse().unwrap())
+        );
+        let c = parse("metrics = \"[::1]:9641\"\n").unwrap();
+        assert_eq!(c.metrics.map(|m| m.0), Some("[::1]:9641".parse().unwrap()));
+        let (line, col, reason) = err("layout = \"set\"\nmetrics = \"localhost\"\n");
+        assert_eq!((line, col), (2, 11), "{reason}");
+        assert!(
+            reason.contains("bad listen address `localhost`"),
+            "{reason}"
+        );
     }
 }

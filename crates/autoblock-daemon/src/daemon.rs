@@ -14,6 +14,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -29,6 +30,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::{Config, ConfigError, JailConfig, LayoutName};
 use crate::control::{self, BlockEntry, ControlError, Envelope, Request};
+use crate::metrics::{JailLabels, LayoutLabels, Metrics, ReasonLabels};
 use crate::source::{self, FileConfig, SourceEvent, SourceHandle};
 use crate::store::{BanRecord, Offence, Store, StoreError};
 
@@ -139,6 +141,15 @@ pub enum DaemonError {
     /// Installing a signal handler failed.
     #[error("signal handler: {0}")]
     Signal(std::io::Error),
+    /// The metrics endpoint could not listen on its address.
+    #[error("metrics: cannot listen on {addr}: {source}")]
+    Metrics {
+        /// The configured address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The CrowdSec bouncer could not be started.
     #[error("crowdsec: {0}")]
     Crowdsec(#[from] crate::crowdsec::CrowdsecError),
@@ -172,6 +183,10 @@ struct JailRt {
     trust: Option<JournalTrust>,
     /// Journal entries read (their sequence numbers for the scanner).
     entries: u64,
+    /// The jail's `autoblock_log_lines_total` series.
+    lines_metric: prometheus_client::metrics::counter::Counter,
+    /// The jail's `autoblock_failures_total` series.
+    failures_metric: prometheus_client::metrics::counter::Counter,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -210,6 +225,34 @@ struct Daemon {
     started: i64,
     /// Pushes the jails' bans to a CrowdSec Local API (`[crowdsec]` machine credentials).
     pusher: Option<crate::crowdsec::Pusher>,
+    /// What `GET /metrics` shows (updated whether or not the endpoint is configured).
+    metrics: Arc<Metrics>,
+    /// A read of the kernel's drop counters is under way.
+    counters_busy: Arc<AtomicBool>,
+}
+
+/// How often the kernel's packet/byte counters and the store size are read for the metrics.
+const COUNTERS_EVERY: Duration = Duration::from_secs(5);
+
+/// Records one kernel request the daemon made: `entries` entries, sent at `sent`.
+fn observe_tx(m: &Metrics, entries: usize, sent: Instant) {
+    m.transactions.inc();
+    m.transaction_size.observe(entries as f64);
+    m.transaction_seconds.observe(sent.elapsed().as_secs_f64());
+}
+
+fn reason(r: &str) -> ReasonLabels {
+    ReasonLabels {
+        reason: r.to_owned(),
+    }
+}
+
+/// Binds the metrics endpoint (before anything else starts, so a taken port fails the start).
+fn bind_metrics(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener, DaemonError> {
+    let bad = |source| DaemonError::Metrics { addr, source };
+    let l = std::net::TcpListener::bind(addr).map_err(bad)?;
+    l.set_nonblocking(true).map_err(bad)?;
+    tokio::net::TcpListener::from_std(l).map_err(bad)
 }
 
 fn unix_now() -> i64 {
@@ -238,6 +281,18 @@ fn stamp(secs: i64) -> Timestamp {
 /// Runs the daemon until SIGTERM or SIGINT. Bans stay in the kernel when it stops.
 pub async fn run(opts: Options, monitor: Option<MonitorStart>) -> Result<(), DaemonError> {
     let cfg = Config::load(&opts.config_path)?;
+    let metrics = Arc::new(Metrics::new());
+    let metrics_server = match cfg.metrics {
+        Some(addr) => {
+            let listener = bind_metrics(addr.0)?;
+            info!(addr = %addr.0, "metrics: serving GET /metrics");
+            Some(tokio::spawn(crate::metrics::serve(
+                listener,
+                Arc::clone(&metrics),
+            )))
+        }
+        None => None,
+    };
     let store = Arc::new(Store::open(&cfg.state_dir)?);
     let ctl = autoblock::Controller::open(cfg.controller_config())
         .map_err(|e| DaemonError::Kernel(e.to_string()))?;
@@ -259,6 +314,8 @@ pub async fn run(opts: Options, monitor: Option<MonitorStart>) -> Result<(), Dae
         heal_due: None,
         started: unix_now(),
         pusher: None,
+        metrics,
+        counters_busy: Arc::new(AtomicBool::new(false)),
     };
     d.reconcile().await?;
     d.pusher = crate::crowdsec::Pusher::start_configured(&d.cfg, d.opts.dry_run)?;
@@ -304,6 +361,7 @@ pub async fn run(opts: Options, monitor: Option<MonitorStart>) -> Result<(), Dae
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut evict_at = Instant::now() + Duration::from_secs(60);
+    let mut counters_at = Instant::now();
     info!(
         layout = %d.cfg.layout,
         jails = d.jails.len(),
@@ -356,6 +414,11 @@ pub async fn run(opts: Options, monitor: Option<MonitorStart>) -> Result<(), Dae
             _ = tick.tick() => {
                 d.tell(Lifecycle::Alive);
                 d.expire().await;
+                d.update_active_bans();
+                if Instant::now() >= counters_at {
+                    d.read_counters();
+                    counters_at = Instant::now() + COUNTERS_EVERY;
+                }
                 if Instant::now() >= evict_at {
                     let now = Timestamp::now();
                     for j in &mut d.jails {
@@ -375,6 +438,9 @@ pub async fn run(opts: Options, monitor: Option<MonitorStart>) -> Result<(), Dae
     }
     d.tell(Lifecycle::Stopping);
     server.abort();
+    if let Some(m) = metrics_server {
+        m.abort();
+    }
     for j in &mut d.jails {
         for h in j.sources.drain(..) {
             h.stop();
@@ -390,6 +456,64 @@ pub async fn run(opts: Options, monitor: Option<MonitorStart>) -> Result<(), Dae
 }
 
 impl Daemon {
+    /// Sets `autoblock_active_bans` from the desired bans (both families, so a family
+    /// with none shows 0).
+    fn update_active_bans(&self) {
+        let v6 = self.desired.keys().filter(|n| n.contains(':')).count();
+        let v4 = self.desired.len() - v6;
+        let layout = self.cfg.layout.to_string();
+        for (family, n) in [("ipv4", v4), ("ipv6", v6)] {
+            self.metrics
+                .active_bans
+                .get_or_create(&LayoutLabels {
+                    layout: layout.clone(),
+                    family: family.to_owned(),
+                })
+                .set(n as i64);
+        }
+    }
+
+    /// Reads the store size and, in the background, the kernel's packet/byte counters of
+    /// the drop rules (one at a time: a slow read is never stacked; bans never wait for it).
+    fn read_counters(&self) {
+        if let Ok(meta) = std::fs::metadata(self.cfg.state_dir.join(crate::store::FILE_NAME)) {
+            self.metrics.store_bytes.set(meta.len() as i64);
+        }
+        if self.opts.dry_run || self.counters_busy.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let svc = self.svc.clone();
+        let metrics = Arc::clone(&self.metrics);
+        let busy = Arc::clone(&self.counters_busy);
+        let layout = self.cfg.layout.to_string();
+        tokio::spawn(async move {
+            match svc.status().await {
+                Ok(families) => {
+                    for f in families {
+                        let labels = LayoutLabels {
+                            layout: layout.clone(),
+                            family: match f.family {
+                                autoblock::IpFamily::V4 => "ipv4",
+                                autoblock::IpFamily::V6 => "ipv6",
+                            }
+                            .to_owned(),
+                        };
+                        metrics
+                            .dropped_packets
+                            .get_or_create(&labels)
+                            .set(i64::try_from(f.packets).unwrap_or(i64::MAX));
+                        metrics
+                            .dropped_bytes
+                            .get_or_create(&labels)
+                            .set(i64::try_from(f.bytes).unwrap_or(i64::MAX));
+                    }
+                }
+                Err(e) => debug!("metrics: reading the kernel's counters failed: {e}"),
+            }
+            busy.store(false, Ordering::Release);
+        });
+    }
+
     /// Tells the lifecycle hook, if any, of `event` with a status line.
     fn tell(&self, event: Lifecycle) {
         if let Some(hook) = &self.opts.lifecycle {
@@ -428,11 +552,14 @@ impl Daemon {
             return Ok(());
         }
         let entries: Vec<Entry> = self.desired.values().filter_map(to_entry).collect();
+        let (n, sent) = (entries.len(), Instant::now());
         let r = self
             .svc
             .sync(entries)
             .await
             .map_err(|e| DaemonError::Kernel(format!("start-up reconciliation: {e}")))?;
+        observe_tx(&self.metrics, n, sent);
+        self.update_active_bans();
         info!(
             bans = self.desired.len(),
             added = r.changed.len(),
@@ -506,6 +633,12 @@ impl Daemon {
                 None
             };
             let scanner = Scanner::new(filter, YearContext::utc(now));
+            let labels = JailLabels {
+                jail: jc.name.clone(),
+                filter: scanner.filter().name().to_owned(),
+            };
+            let lines_metric = self.metrics.lines_read.get_or_create(&labels).clone();
+            let failures_metric = self.metrics.failures.get_or_create(&labels).clone();
             let mut rt = JailRt {
                 cfg: jc.clone(),
                 scanner,
@@ -518,6 +651,8 @@ impl Daemon {
                 sources: Vec::new(),
                 trust: None,
                 entries: 0,
+                lines_metric,
+                failures_metric,
             };
             if let Some(p) = old.iter().find(|o| o.cfg.name == jc.name) {
                 rt.lines = p.lines;
@@ -664,6 +799,7 @@ impl Daemon {
         match ev {
             SourceEvent::Line(line) => {
                 jr.lines += 1;
+                jr.lines_metric.inc();
                 if jr
                     .ignore
                     .as_ref()
@@ -679,6 +815,7 @@ impl Daemon {
                 match det.event {
                     Event::Failure(f) => {
                         jr.failures += 1;
+                        jr.failures_metric.inc();
                         debug!(jail = %jr.cfg.name, host = %f.host, kind = f.kind.as_str(), "failure");
                         if let Some(b) = jr.policy.record(&f, now) {
                             pending.push((j, b));
@@ -689,6 +826,7 @@ impl Daemon {
             }
             SourceEvent::Entry(entry) => {
                 jr.lines += 1;
+                jr.lines_metric.inc();
                 jr.entries += 1;
                 let Some(trust) = &jr.trust else { return };
                 let env = match trust.judge(|name| entry.get(name)) {
@@ -706,6 +844,7 @@ impl Daemon {
                 match det.event {
                     Event::Failure(f) => {
                         jr.failures += 1;
+                        jr.failures_metric.inc();
                         if let Some(b) = jr.policy.record(&f, now) {
                             pending.push((j, b));
                         }
@@ -715,6 +854,7 @@ impl Daemon {
             }
             SourceEvent::TooLong { pos, len } => {
                 jr.lines += 1;
+                jr.lines_metric.inc();
                 debug!(jail = %jr.cfg.name, ?pos, len, "line too long, skipped");
             }
             SourceEvent::Rotated { path, what } => {
@@ -794,15 +934,19 @@ impl Daemon {
         let internal = self.internal_tx.clone();
         let hook = self.opts.after_change.clone();
         let pusher = self.pusher.clone();
+        let metrics = Arc::clone(&self.metrics);
         tokio::spawn(async move {
+            let (n, sent) = (entries.len(), Instant::now());
             match svc.block(entries).await {
                 Ok(o) => {
+                    observe_tx(&metrics, n, sent);
                     let mut banned = Vec::new();
                     for r in records {
                         if o.failed.iter().any(|(n, _)| n.to_string() == r.net || format!("{}/{}", n.addr(), n.prefix_len()) == r.net) {
                             continue;
                         }
                         info!(net = %r.net, jail = %r.jail, until = ?r.until, reason = %r.reason, "banned");
+                        metrics.bans.get_or_create(&reason(&r.jail)).inc();
                         banned.push(r);
                     }
                     // Queued for the CrowdSec Local API; never waits for it.
@@ -843,6 +987,7 @@ impl Daemon {
                 restored,
             } => {
                 if restored > 0 {
+                    self.metrics.self_heals.inc();
                     self.heal.total += 1;
                     self.heal.last_at = Some(unix_now());
                     self.heal.last_by = tampering.by.clone();
@@ -905,9 +1050,12 @@ impl Daemon {
         let svc = self.svc.clone();
         let internal = self.internal_tx.clone();
         let hook = self.opts.after_change.clone();
+        let metrics = Arc::clone(&self.metrics);
         tokio::spawn(async move {
+            let (n, sent) = (entries.len(), Instant::now());
             match svc.sync(entries).await {
                 Ok(r) => {
+                    observe_tx(&metrics, n, sent);
                     let restored = r.changed.len() + r.updated.len();
                     let _ = internal.send(Internal::Healed {
                         tampering: t,
@@ -936,6 +1084,10 @@ impl Daemon {
                 info!(net = %n, jail = %b.jail, "ban expired");
             }
         }
+        self.metrics
+            .unbans
+            .get_or_create(&reason("expired"))
+            .inc_by(expired.len() as u64);
         if self.opts.dry_run {
             return;
         }
@@ -955,9 +1107,12 @@ impl Daemon {
         let svc = self.svc.clone();
         let hook = self.opts.after_change.clone();
         let layout = self.cfg.layout;
+        let metrics = Arc::clone(&self.metrics);
         tokio::spawn(async move {
+            let (n, sent) = (nets.len(), Instant::now());
             match svc.unblock(nets).await {
                 Ok(o) => {
+                    observe_tx(&metrics, n, sent);
                     if layout == LayoutName::Chain && !o.applied.is_empty() {
                         run_hook(hook).await;
                     }
@@ -1043,7 +1198,13 @@ impl Daemon {
             self.desired.insert(r.net.clone(), r.clone());
         }
         let list: Vec<Entry> = records.iter().filter_map(to_entry).collect();
+        let (n, sent) = (list.len(), Instant::now());
         let o = self.svc.block(list).await.map_err(|e| e.to_string())?;
+        observe_tx(&self.metrics, n, sent);
+        self.metrics
+            .bans
+            .get_or_create(&reason("manual"))
+            .inc_by(o.applied.len() as u64);
         let failed: Vec<(String, String)> = o
             .failed
             .iter()
@@ -1083,7 +1244,13 @@ impl Daemon {
         if let Some(p) = &self.pusher {
             p.forget(&parsed);
         }
+        let (n, sent) = (parsed.len(), Instant::now());
         let o = self.svc.unblock(parsed).await.map_err(|e| e.to_string())?;
+        observe_tx(&self.metrics, n, sent);
+        self.metrics
+            .unbans
+            .get_or_create(&reason("manual"))
+            .inc_by(o.applied.len() as u64);
         if !o.applied.is_empty() {
             run_hook(self.opts.after_change.clone()).await;
         }

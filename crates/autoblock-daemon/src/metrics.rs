@@ -65,11 +65,12 @@ pub struct Metrics {
     pub dropped_packets: Family<LayoutLabels, Gauge>,
     /// Bytes the drop rules matched (the kernel's counters, as last read).
     pub dropped_bytes: Family<LayoutLabels, Gauge>,
-    /// nf_tables transactions committed.
+    /// Kernel requests the daemon made (block, unblock, sync; each one nf_tables
+    /// transaction or part of one the service merged).
     pub transactions: Counter,
-    /// Messages per committed transaction.
+    /// Entries per kernel request.
     pub transaction_size: Histogram,
-    /// Seconds from send to the kernel's last reply, per transaction.
+    /// Seconds from the request to the kernel's answer, per request.
     pub transaction_seconds: Histogram,
     /// Times the daemon put back what another program removed.
     pub self_heals: Counter,
@@ -123,17 +124,17 @@ impl Metrics {
         );
         registry.register(
             "transactions",
-            "nf_tables transactions committed",
+            "Kernel requests the daemon made (block, unblock, sync)",
             m.transactions.clone(),
         );
         registry.register(
             "transaction_messages",
-            "Messages per nf_tables transaction",
+            "Entries per kernel request",
             m.transaction_size.clone(),
         );
         registry.register(
             "transaction_seconds",
-            "Duration of an nf_tables transaction",
+            "Seconds from a kernel request to its answer",
             m.transaction_seconds.clone(),
         );
         registry.register(

@@ -1,0 +1,288 @@
+//! End-to-end tests of the daemon's Prometheus endpoint (`metrics = "127.0.0.1:9641"`), in a
+//! fresh test bed: a real `autoblock run` follows a log file; a scrape before and after sshd
+//! failure lines shows the line, failure and ban counters move, one active ban, and the drop
+//! rule's kernel counters once a packet of the banned source was dropped. The endpoint
+//! listens only where configured (loopback here: the host's link address refuses), and a
+//! taken address stops the start with an error naming it.
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use autoblock_tests::{addr, autoblock_bin, output_text, tool, Netns, TestBed};
+
+/// The project's own recording of Debian 12's sshd (OpenSSH 9.2).
+const RECORDING: &[u8] =
+    include_bytes!("../../crates/autoblock-detect/tests/data/debian12-openssh-9.2.syslog.raw");
+const RECORDED_CLIENT: &str = "10.77.0.2";
+const METRICS: &str = "127.0.0.1:9641";
+
+fn failure_lines(src: IpAddr, n: usize, pid_base: u32) -> String {
+    let text = String::from_utf8_lossy(RECORDING);
+    let msgs: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.split_once("]: ").map(|(_, m)| m))
+        .filter(|m| m.starts_with("Failed password for ") && m.contains(RECORDED_CLIENT))
+        .collect();
+    assert!(msgs.len() >= 3, "the recording has too few failures");
+    (0..n)
+        .map(|i| {
+            let m = msgs[i % msgs.len()].replace(RECORDED_CLIENT, &src.to_string());
+            format!(
+                "Nov 25 10:29:{:02} bastion sshd[{}]: {m}\n",
+                i % 60,
+                pid_base + i as u32
+            )
+        })
+        .collect()
+}
+
+fn write_config(dir: &Path, extra: &str) {
+    std::fs::write(dir.join("auth.log"), "").unwrap();
+    let text = format!(
+        r#"layout = "set"
+state_dir = "{d}/state"
+control_socket = "{d}/control.sock"
+{extra}
+[[jail]]
+name = "sshd"
+filter = "sshd"
+files = ["{d}/auth.log"]
+maxretry = 3
+findtime = "10m"
+bantime = "1h"
+"#,
+        d = dir.display()
+    );
+    std::fs::write(dir.join("autoblock.toml"), text).unwrap();
+}
+
+struct Daemon {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn start(ns: &Netns, dir: &Path) -> Daemon {
+        let log = dir.join("daemon.log");
+        let err = std::fs::File::create(&log).unwrap();
+        let mut cmd = Command::new(autoblock_bin());
+        cmd.args(["run", "--config"])
+            .arg(dir.join("autoblock.toml"))
+            .env("AUTOBLOCK_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(err);
+        let mut d = Daemon {
+            child: Some(ns.spawn(cmd).expect("spawn autoblock run")),
+            log,
+        };
+        let started = Instant::now();
+        while !d.log_text().contains("autoblock daemon running") {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "the daemon did not start:\n{}",
+                d.log_text()
+            );
+            if let Some(Ok(Some(st))) = d.child.as_mut().map(Child::try_wait) {
+                panic!("the daemon exited at start ({st:?}):\n{}", d.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        d
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// `GET /metrics` over a plain TCP connection opened in `ns`: (status line, body).
+fn get(ns: &Netns, to: SocketAddr, path: &str) -> std::io::Result<(String, String)> {
+    let path = path.to_owned();
+    ns.run(move || {
+        let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(2))?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {to}\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut text = String::new();
+        s.read_to_string(&mut text)?;
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        Ok((
+            head.lines().next().unwrap_or("").to_owned(),
+            body.to_owned(),
+        ))
+    })
+}
+
+fn scrape(ns: &Netns) -> String {
+    let (status, body) = get(ns, METRICS.parse().unwrap(), "/metrics").expect("scrape");
+    assert!(status.contains(" 200 "), "{status}\n{body}");
+    assert!(body.ends_with("# EOF\n"), "{body}");
+    body
+}
+
+/// The value of one series (`name{labels}` exactly as exposed), 0 when absent.
+fn value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .map_or(0.0, |l| l[series.len()..].trim().parse().unwrap())
+}
+
+const LINES: &str = r#"autoblock_log_lines_total{jail="sshd",filter="sshd"}"#;
+const FAILURES: &str = r#"autoblock_failures_total{jail="sshd",filter="sshd"}"#;
+const BANS: &str = r#"autoblock_bans_total{reason="sshd"}"#;
+const ACTIVE_V4: &str = r#"autoblock_active_bans{layout="set",family="ipv4"}"#;
+const ACTIVE_V6: &str = r#"autoblock_active_bans{layout="set",family="ipv6"}"#;
+const DROPPED_V4: &str = r#"autoblock_dropped_packets{layout="set",family="ipv4"}"#;
+const DROPPED_BYTES_V4: &str = r#"autoblock_dropped_bytes{layout="set",family="ipv4"}"#;
+
+/// Polls scrapes until `f` holds (or panics after `bound` with the last scrape).
+fn scrape_until(ns: &Netns, bound: Duration, what: &str, f: impl Fn(&str) -> bool) -> String {
+    let start = Instant::now();
+    loop {
+        let text = scrape(ns);
+        if f(&text) {
+            return text;
+        }
+        assert!(start.elapsed() < bound, "{what} within {bound:?}:\n{text}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_scrape_shows_lines_failures_bans_and_dropped_packets_move() {
+    let bed = TestBed::new();
+    let ns = bed.host();
+    tool(ns, &["ip", "link", "set", "lo", "up"]);
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &format!("metrics = \"{METRICS}\""));
+    let d = Daemon::start(ns, dir.path());
+    assert!(
+        d.log_text().contains("metrics: serving"),
+        "{}",
+        d.log_text()
+    );
+
+    let before = scrape(ns);
+    assert_eq!(value(&before, LINES), 0.0, "{before}");
+    assert_eq!(value(&before, FAILURES), 0.0, "{before}");
+    assert_eq!(value(&before, BANS), 0.0, "{before}");
+    assert_eq!(value(&before, ACTIVE_V4), 0.0, "{before}");
+    // The start-up reconciliation is a transaction the daemon made.
+    assert!(
+        value(&before, "autoblock_transactions_total") >= 1.0,
+        "{before}"
+    );
+
+    let attacker = IpAddr::V4(addr::V4_BLOCKED);
+    let below = IpAddr::V4(addr::V4_OTHER_24);
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.path().join("auth.log"))
+        .unwrap();
+    f.write_all(failure_lines(below, 2, 2000).as_bytes())
+        .unwrap();
+    f.write_all(failure_lines(attacker, 3, 1000).as_bytes())
+        .unwrap();
+    drop(f);
+
+    let after = scrape_until(
+        ns,
+        Duration::from_secs(5),
+        "5 lines, 5 failures, 1 ban",
+        |t| {
+            value(t, LINES) == 5.0
+                && value(t, FAILURES) == 5.0
+                && value(t, BANS) == 1.0
+                && value(t, ACTIVE_V4) == 1.0
+        },
+    );
+    assert_eq!(value(&after, ACTIVE_V6), 0.0, "{after}");
+    assert!(
+        value(&after, "autoblock_transactions_total")
+            > value(&before, "autoblock_transactions_total"),
+        "{after}"
+    );
+    assert!(
+        value(&after, "autoblock_transaction_seconds_count")
+            == value(&after, "autoblock_transactions_total"),
+        "{after}"
+    );
+    assert_eq!(value(&after, "autoblock_self_heals_total"), 0.0, "{after}");
+
+    // A packet of the banned source is dropped, and the drop rule's kernel counter shows it.
+    assert!(!bed.send_udp(attacker, 0), "the banned source is dropped");
+    let counted = scrape_until(
+        ns,
+        Duration::from_secs(8),
+        "the dropped packet counted",
+        |t| value(t, DROPPED_V4) >= 1.0,
+    );
+    assert!(value(&counted, DROPPED_BYTES_V4) >= 28.0, "{counted}");
+    assert!(value(&counted, "autoblock_store_bytes") > 0.0, "{counted}");
+    // Still one ban, one failure count: the numbers agree with each other.
+    assert_eq!(value(&counted, BANS), 1.0, "{counted}");
+    assert_eq!(value(&counted, ACTIVE_V4), 1.0, "{counted}");
+
+    // Only GET /metrics answers.
+    let (status, _) = get(ns, METRICS.parse().unwrap(), "/").unwrap();
+    assert!(status.contains(" 404 "), "{status}");
+
+    // Listening on loopback only: the host's link address refuses, from inside and outside.
+    let link: SocketAddr = (IpAddr::V4(addr::HOST_V4), 9641).into();
+    for (who, from) in [("host", bed.host()), ("outside", bed.outside())] {
+        let e = get(from, link, "/metrics").expect_err("the link address must not answer");
+        assert_eq!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionRefused,
+            "{who}: {e}"
+        );
+    }
+}
+
+#[test]
+fn without_the_key_nothing_listens_and_a_taken_address_fails_the_start() {
+    let bed = TestBed::new();
+    let ns = bed.host();
+    tool(ns, &["ip", "link", "set", "lo", "up"]);
+    let dir = tempfile::tempdir().unwrap();
+
+    // Off by default: the daemon runs, the port refuses.
+    write_config(dir.path(), "");
+    let d = Daemon::start(ns, dir.path());
+    let e = get(ns, METRICS.parse().unwrap(), "/metrics").expect_err("no metrics by default");
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
+    drop(d);
+
+    // Taken: a clear start-up error naming the address, exit non-zero.
+    let taken = ns.run(|| std::net::TcpListener::bind(METRICS).unwrap());
+    write_config(dir.path(), &format!("metrics = \"{METRICS}\""));
+    let mut cmd = Command::new(autoblock_bin());
+    cmd.args(["run", "--config"])
+        .arg(dir.path().join("autoblock.toml"))
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null());
+    let out = ns.output(cmd).unwrap();
+    let text = output_text(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!("metrics: cannot listen on {METRICS}")),
+        "{text}"
+    );
+    drop(taken);
+}
