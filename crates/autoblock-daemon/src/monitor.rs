@@ -6,6 +6,7 @@
 //! idempotent and finds nothing to do for unrelated changes). Netlink decoding lives in
 //! `autoblock_netlink::monitor`; this module only filters and forwards.
 
+use autoblock::netlink::conn::PROBE_TABLE_PREFIX;
 use autoblock::netlink::{ChangeKind, Monitor};
 use tokio::sync::mpsc;
 
@@ -38,6 +39,13 @@ pub fn start() -> Result<mpsc::Receiver<Tampering>, String> {
                 .changes
                 .iter()
                 .filter(|c| c.kind.is_removal())
+                // A controller's capability probes (this daemon's threads that have ended
+                // by now included) create and delete scratch tables: never tampering.
+                .filter(|c| {
+                    !c.table
+                        .as_deref()
+                        .is_some_and(|t| t.starts_with(PROBE_TABLE_PREFIX))
+                })
                 .map(|c| match (&c.table, c.kind) {
                     (Some(table), ChangeKind::DelTable) => format!("table {table}"),
                     (Some(table), _) => format!("{} in table {table}", c.kind.object()),

@@ -41,6 +41,10 @@ pub struct Dumped<T> {
     pub items: T,
 }
 
+/// Name prefix of the scratch tables the capability probes create and delete again within
+/// a moment (a change monitor can ignore them: they are never anyone's state).
+pub const PROBE_TABLE_PREFIX: &str = "autoblock-probe-";
+
 /// Options of [`Conn::commit`].
 #[derive(Debug, Clone, Copy, Default)]
 #[non_exhaustive]
@@ -717,7 +721,7 @@ impl<T: Transport> Conn<T> {
     /// by version: a scratch table with one timed element is created, the element is
     /// re-added with a longer expiration and read back, and the table is deleted again.
     pub fn probe_element_refresh(&mut self) -> Result<bool, Error> {
-        let table = format!("autoblock-probe-{}", self.seq);
+        let table = format!("{PROBE_TABLE_PREFIX}{}", self.seq);
         let key = [192u8, 0, 2, 1];
         let mut set = Set::new(
             Family::Inet,
@@ -781,7 +785,7 @@ impl<T: Transport> Conn<T> {
     /// table with a set of size 4 is created, the set re-added with size 8 and read back, and
     /// the table is deleted again.
     pub fn probe_set_resize(&mut self) -> Result<bool, Error> {
-        let table = format!("autoblock-probe-{}", self.seq);
+        let table = format!("{PROBE_TABLE_PREFIX}{}", self.seq);
         let set = |size| {
             let mut s = Set::new(
                 Family::Inet,
@@ -826,7 +830,7 @@ impl<T: Transport> Conn<T> {
     /// Whether the kernel knows the `DESTROY*` messages (Linux ≥ 6.3). The probe is a batch
     /// that can never commit (it deletes a table that does not exist), so it changes nothing.
     pub fn probe_destroy(&mut self) -> Result<bool, Error> {
-        let name = format!("autoblock-probe-{}", self.seq);
+        let name = format!("{PROBE_TABLE_PREFIX}{}", self.seq);
         let mut b = Batch::new();
         let destroy = b.del_table(Family::Ipv4, &name, true);
         let _del = b.del_table(Family::Ipv4, &name, false);
