@@ -59,9 +59,10 @@ commands:
                              (--netns: inside a fresh network namespace)
   vagrant box [--rebuild]    build (or take from the cache) and register the
                              debian12 Vagrant box from Debian packages
-  vagrant [--box debian12|alma9|alma8] [--keep]
+  vagrant [--box debian12|alma9|alma8] [--keep] [--scenarios-only]
                              the end-to-end suite and the reboot scenarios in a
-                             VM (libvirt in a private network namespace)
+                             VM (libvirt in a private network namespace);
+                             --scenarios-only skips the suite (refused under CI)
   vagrant clean              tear down a VM kept with --keep
   package [--out DIR]        the .deb and .rpm (cargo-deb, cargo-generate-rpm;
                              installed once if missing) with the release binary,
