@@ -769,14 +769,19 @@ impl<T: Transport> Conn<T> {
                 }
             }
         };
-        let mut cleanup = Batch::new();
-        cleanup.del_table(Family::Inet, &table, false);
-        // The table exists unless the first batch failed; ENOENT then is expected.
-        match self.commit(&mut cleanup, CommitOptions::default()) {
-            Ok(_) | Err(CommitError::Rejected { .. }) => {}
-            Err(e) => return Err(commit_to_error(e)),
-        }
+        self.drop_probe_table(&table)?;
         result
+    }
+
+    /// Deletes a probe's scratch table. It exists unless the probe's first batch failed;
+    /// the kernel's refusal (ENOENT) is then expected and ignored.
+    fn drop_probe_table(&mut self, table: &str) -> Result<(), Error> {
+        let mut cleanup = Batch::new();
+        cleanup.del_table(Family::Inet, table, false);
+        match self.commit(&mut cleanup, CommitOptions::default()) {
+            Ok(_) | Err(CommitError::Rejected { .. }) => Ok(()),
+            Err(e) => Err(commit_to_error(e)),
+        }
     }
 
     /// Whether re-adding an existing set with a larger `NFTA_SET_DESC_SIZE` raises its size
@@ -818,12 +823,7 @@ impl<T: Transport> Conn<T> {
                 }
             }
         };
-        let mut cleanup = Batch::new();
-        cleanup.del_table(Family::Inet, &table, false);
-        match self.commit(&mut cleanup, CommitOptions::default()) {
-            Ok(_) | Err(CommitError::Rejected { .. }) => {}
-            Err(e) => return Err(commit_to_error(e)),
-        }
+        self.drop_probe_table(&table)?;
         result
     }
 
