@@ -96,12 +96,7 @@ impl Bouncer {
         let thread = std::thread::Builder::new()
             .name("crowdsec".into())
             .spawn(move || {
-                let client = match reqwest::blocking::Client::builder()
-                    .user_agent(concat!("autoblock/", env!("CARGO_PKG_VERSION")))
-                    .default_headers(headers)
-                    .connect_timeout(Duration::from_secs(5))
-                    .build()
-                {
+                let client = match super::http_client(headers) {
                     Ok(c) => c,
                     Err(e) => {
                         let _ = ready_tx.send(Err(e.to_string()));

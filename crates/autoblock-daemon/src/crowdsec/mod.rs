@@ -189,8 +189,32 @@ pub enum CrowdsecError {
     Start(String),
 }
 
+/// The blocking HTTP client of both directions (bouncer and pusher): autoblock's user agent,
+/// a 5 s connect timeout, `headers` on every request. Built on the thread that uses it.
+pub(crate) fn http_client(
+    headers: reqwest::header::HeaderMap,
+) -> reqwest::Result<reqwest::blocking::Client> {
+    reqwest::blocking::Client::builder()
+        .user_agent(concat!("autoblock/", env!("CARGO_PKG_VERSION")))
+        .default_headers(headers)
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .build()
+}
+
 /// Reads a secret (first line, trimmed) from `file`; the error never shows the content.
 pub fn read_secret(file: &Path) -> Result<String, CrowdsecError> {
+    read_secret_checked(file, |s| {
+        (!s.bytes().all(|b| b.is_ascii_graphic()))
+            .then_some("holds characters that cannot go into an HTTP header")
+    })
+}
+
+/// Reads the first line of `file`, trimmed, refused when empty or when `check` names what
+/// is wrong with it; the error names the file, never the content.
+pub(crate) fn read_secret_checked(
+    file: &Path,
+    check: fn(&str) -> Option<&'static str>,
+) -> Result<String, CrowdsecError> {
     let bad = |reason: String| CrowdsecError::Secret {
         file: file.to_owned(),
         reason,
@@ -200,10 +224,8 @@ pub fn read_secret(file: &Path) -> Result<String, CrowdsecError> {
     if s.is_empty() {
         return Err(bad("is empty".into()));
     }
-    if !s.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(bad(
-            "holds characters that cannot go into an HTTP header".into()
-        ));
+    if let Some(why) = check(&s) {
+        return Err(bad(why.into()));
     }
     Ok(s)
 }

@@ -159,19 +159,11 @@ pub fn scenario(jail: &str) -> String {
 /// Reads a machine password: the file's first line without its line end; the error names
 /// the file, never the content.
 pub fn read_password(file: &Path) -> Result<String, CrowdsecError> {
-    let bad = |reason: String| CrowdsecError::Secret {
-        file: file.to_owned(),
-        reason,
-    };
-    let text = std::fs::read_to_string(file).map_err(|e| bad(format!("cannot read: {e}")))?;
-    let s = text.lines().next().unwrap_or("").trim().to_owned();
-    if s.is_empty() {
-        return Err(bad("is empty".into()));
-    }
-    if s.chars().any(char::is_control) {
-        return Err(bad("holds control characters".into()));
-    }
-    Ok(s)
+    super::read_secret_checked(file, |s| {
+        s.chars()
+            .any(char::is_control)
+            .then_some("holds control characters")
+    })
 }
 
 impl Pusher {
@@ -188,11 +180,7 @@ impl Pusher {
         std::thread::Builder::new()
             .name("crowdsec-push".into())
             .spawn(move || {
-                let client = match reqwest::blocking::Client::builder()
-                    .user_agent(concat!("autoblock/", env!("CARGO_PKG_VERSION")))
-                    .connect_timeout(Duration::from_secs(5))
-                    .build()
-                {
+                let client = match super::http_client(reqwest::header::HeaderMap::new()) {
                     Ok(c) => c,
                     Err(e) => {
                         let _ = ready_tx.send(Err(e.to_string()));
@@ -476,17 +464,7 @@ impl Worker {
         let body = alerts_json(bans, &self.cfg.machine_id, now).to_string();
         for attempt in 0..2 {
             let token = self.token()?;
-            let resp = self
-                .client
-                .post(self.cfg.url.join("v1/alerts"))
-                .header(AUTHORIZATION, token)
-                .header(CONTENT_TYPE, "application/json")
-                .body(body.clone())
-                .timeout(REQUEST_TIMEOUT)
-                .send()
-                .map_err(|e| {
-                    Failure::Retry(format!("cannot reach the Local API: {}", without_url(&e)))
-                })?;
+            let resp = self.post_json("v1/alerts", body.clone(), Some(token))?;
             let code = resp.status();
             if code.is_success() {
                 return Ok(());
@@ -515,6 +493,27 @@ impl Worker {
         ))
     }
 
+    /// POSTs the JSON `body` to `path` of the Local API, with `auth` as its Authorization
+    /// header when given; not reaching the Local API is worth a retry.
+    fn post_json(
+        &self,
+        path: &str,
+        body: String,
+        auth: Option<HeaderValue>,
+    ) -> Result<reqwest::blocking::Response, Failure> {
+        let mut req = self
+            .client
+            .post(self.cfg.url.join(path))
+            .header(CONTENT_TYPE, "application/json")
+            .body(body)
+            .timeout(REQUEST_TIMEOUT);
+        if let Some(token) = auth {
+            req = req.header(AUTHORIZATION, token);
+        }
+        req.send()
+            .map_err(|e| Failure::Retry(format!("cannot reach the Local API: {}", without_url(&e))))
+    }
+
     /// A valid token: the current one, or a new login.
     fn token(&mut self) -> Result<HeaderValue, Failure> {
         if let Some(t) = &self.token {
@@ -529,16 +528,7 @@ impl Worker {
             "scenarios": self.cfg.scenarios,
         })
         .to_string();
-        let resp = self
-            .client
-            .post(self.cfg.url.join("v1/watchers/login"))
-            .header(CONTENT_TYPE, "application/json")
-            .body(body)
-            .timeout(REQUEST_TIMEOUT)
-            .send()
-            .map_err(|e| {
-                Failure::Retry(format!("cannot reach the Local API: {}", without_url(&e)))
-            })?;
+        let resp = self.post_json("v1/watchers/login", body, None)?;
         let code = resp.status();
         if !code.is_success() {
             let text = short_body(resp);
