@@ -32,10 +32,12 @@
 #![warn(missing_docs)]
 
 mod bed;
+mod daemon;
 mod netns;
 mod tools;
 
 pub use bed::{addr, TestBed, DEFAULT_UDP_TIMEOUT, HOST_IF, OUTSIDE_IF};
+pub use daemon::{sshd_failure_lines, sshd_jail};
 pub use netns::{require_root, Netns};
 pub use tools::{
     assert_iptables_safe, autoblock_bin, bare_verdict_rules, ip6tables, ip6tables_save, iptables,

@@ -264,18 +264,7 @@ impl Bouncer {
         std::fs::create_dir_all(d.join("sysconfig")).unwrap();
         std::fs::write(d.join("auth.log"), "").unwrap();
         let jail = if jail {
-            format!(
-                r#"
-[[jail]]
-name = "sshd"
-filter = "sshd"
-files = ["{d}/auth.log"]
-maxretry = 3
-findtime = "10m"
-bantime = "1h"
-"#,
-                d = d.display()
-            )
+            format!("\n{}", autoblock_tests::sshd_jail(d))
         } else {
             String::new()
         };

@@ -12,40 +12,14 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use autoblock_tests::{
-    addr, autoblock_bin, iptables, nft, output_text, tool_with_input, Netns, TestBed,
+    addr, autoblock_bin, iptables, nft, output_text, sshd_failure_lines, sshd_jail,
+    tool_with_input, Netns, TestBed,
 };
 
-/// The project's own recording of Debian 12's sshd (OpenSSH 9.2).
-const RECORDING: &[u8] =
-    include_bytes!("../../crates/autoblock-detect/tests/data/debian12-openssh-9.2.syslog.raw");
-/// The address the recording's client had.
-const RECORDED_CLIENT: &str = "10.77.0.2";
 /// How long a ban may take from the line being written to the element being in the kernel.
 const BAN_BOUND: Duration = Duration::from_secs(2);
 /// How long a repair may take after another program removed the daemon's state.
 const HEAL_BOUND: Duration = Duration::from_secs(1);
-
-/// `n` "Failed password" lines of the recording, rewritten to come from `src`, each with its
-/// own sshd pid (so that each is one attempt), in the file envelope syslog writes.
-fn failure_lines(src: IpAddr, n: usize, pid_base: u32) -> String {
-    let text = String::from_utf8_lossy(RECORDING);
-    let msgs: Vec<&str> = text
-        .lines()
-        .filter_map(|l| l.split_once("]: ").map(|(_, m)| m))
-        .filter(|m| m.starts_with("Failed password for ") && m.contains(RECORDED_CLIENT))
-        .collect();
-    assert!(msgs.len() >= 3, "the recording has too few failures");
-    (0..n)
-        .map(|i| {
-            let m = msgs[i % msgs.len()].replace(RECORDED_CLIENT, &src.to_string());
-            format!(
-                "Nov 25 10:29:{:02} bastion sshd[{}]: {m}\n",
-                i % 60,
-                pid_base + i as u32
-            )
-        })
-        .collect()
-}
 
 struct Daemon {
     child: Option<Child>,
@@ -142,15 +116,9 @@ state_dir = "{d}/state"
 control_socket = "{d}/control.sock"
 sysconfig_dir = "{d}/sysconfig"
 {extra}
-[[jail]]
-name = "sshd"
-filter = "sshd"
-files = ["{d}/auth.log"]
-maxretry = 3
-findtime = "10m"
-bantime = "1h"
-"#,
-        d = dir.display()
+{jail}"#,
+        d = dir.display(),
+        jail = sshd_jail(dir)
     );
     std::fs::create_dir_all(dir.join("sysconfig")).unwrap();
     std::fs::write(dir.join("autoblock.toml"), text).unwrap();
@@ -196,8 +164,8 @@ fn set_layout_bans_from_a_followed_log_and_heals_a_flush() {
     );
 
     // Two failures of another source: below maxretry, never banned.
-    d.append(&failure_lines(below, 2, 2000));
-    d.append(&failure_lines(attacker, 3, 1000));
+    d.append(&sshd_failure_lines(below, 2, 2000));
+    d.append(&sshd_failure_lines(attacker, 3, 1000));
     let took = within(BAN_BOUND, || set_has(ns, attacker))
         .unwrap_or_else(|| panic!("not banned within {BAN_BOUND:?}:\n{}", d.log_text()));
     eprintln!("line written -> ban in the kernel: {took:?}");
@@ -261,7 +229,7 @@ fn restart_and_kill_9_keep_every_ban_reported_applied() {
     let a = IpAddr::V4(addr::V4_BLOCKED);
     let b = IpAddr::V6(addr::V6_BLOCKED);
     let mut d = Daemon::start(ns, dir.path());
-    d.append(&failure_lines(a, 3, 1000));
+    d.append(&sshd_failure_lines(a, 3, 1000));
     within(BAN_BOUND, || set_has(ns, a)).expect("banned");
     // Clean stop, the ruleset lost meanwhile (a reboot), start: the store puts it back.
     d.signal(libc::SIGTERM);
@@ -271,7 +239,7 @@ fn restart_and_kill_9_keep_every_ban_reported_applied() {
     assert!(!bed.send_udp(a, 0));
 
     // kill -9 right after the daemon reported the ban applied.
-    d.append(&failure_lines(b, 3, 3000));
+    d.append(&sshd_failure_lines(b, 3, 3000));
     within(BAN_BOUND, || {
         d.log_text().contains(&format!("net={b}/128")) && d.log_text().contains("banned")
     })
@@ -297,7 +265,7 @@ fn chain_layout_heals_an_empty_iptables_restore_and_mirrors() {
     write_config(dir.path(), "chain", "mirror = true");
     let a = IpAddr::V4(addr::V4_BLOCKED);
     let d = Daemon::start(ns, dir.path());
-    d.append(&failure_lines(a, 3, 1000));
+    d.append(&sshd_failure_lines(a, 3, 1000));
     within(BAN_BOUND, || chain_has(ns, a))
         .unwrap_or_else(|| panic!("not banned:\n{}", d.log_text()));
     assert!(!bed.send_udp(a, 0));
@@ -541,7 +509,7 @@ fn chain_layout_expiry_is_enforced_by_the_daemon() {
     .unwrap();
     let d = Daemon::start(ns, dir.path());
     let a = IpAddr::V4(addr::V4_BLOCKED);
-    d.append(&failure_lines(a, 3, 1000));
+    d.append(&sshd_failure_lines(a, 3, 1000));
     within(BAN_BOUND, || chain_has(ns, a))
         .unwrap_or_else(|| panic!("not banned:\n{}", d.log_text()));
     let gone = within(Duration::from_secs(5), || !chain_has(ns, a));
@@ -561,7 +529,7 @@ fn sighup_reloads_the_jails_and_keeps_the_bans() {
     let mut d = Daemon::start(ns, dir.path());
     let a = IpAddr::V4(addr::V4_BLOCKED);
     let b = IpAddr::V4(addr::V4_OTHER_24);
-    d.append(&failure_lines(a, 3, 1000));
+    d.append(&sshd_failure_lines(a, 3, 1000));
     within(BAN_BOUND, || set_has(ns, a)).expect("banned with maxretry = 3");
     let text = std::fs::read_to_string(dir.path().join("autoblock.toml")).unwrap();
     std::fs::write(
@@ -576,7 +544,7 @@ fn sighup_reloads_the_jails_and_keeps_the_bans() {
         d.log_text().contains("configuration reloaded")
     })
     .unwrap_or_else(|| panic!("no reload:\n{}", d.log_text()));
-    d.append(&failure_lines(b, 1, 2000));
+    d.append(&sshd_failure_lines(b, 1, 2000));
     within(BAN_BOUND, || set_has(ns, b))
         .unwrap_or_else(|| panic!("maxretry = 1 after the reload:\n{}", d.log_text()));
     assert!(set_has(ns, a), "the earlier ban stays");
@@ -590,7 +558,7 @@ fn self_heal_is_rate_limited_and_says_so() {
     write_config(dir.path(), "set", "heal_per_minute = 2");
     let d = Daemon::start(ns, dir.path());
     let a = IpAddr::V4(addr::V4_BLOCKED);
-    d.append(&failure_lines(a, 3, 1000));
+    d.append(&sshd_failure_lines(a, 3, 1000));
     within(BAN_BOUND, || set_has(ns, a)).expect("banned");
     for round in 1..=2 {
         nft(ns, &["flush", "ruleset"]);
@@ -717,7 +685,7 @@ fn the_daemon_executes_no_program() {
         .append(true)
         .open(dir.path().join("auth.log"))
         .unwrap()
-        .write_all(failure_lines(a, 3, 1000).as_bytes())
+        .write_all(sshd_failure_lines(a, 3, 1000).as_bytes())
         .unwrap();
     within(BAN_BOUND, || set_has(ns, a)).expect("banned under strace");
     nft(ns, &["flush", "ruleset"]);

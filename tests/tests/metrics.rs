@@ -11,33 +11,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use autoblock_tests::{addr, autoblock_bin, output_text, tool, Netns, TestBed};
+use autoblock_tests::{
+    addr, autoblock_bin, output_text, sshd_failure_lines, sshd_jail, tool, Netns, TestBed,
+};
 
-/// The project's own recording of Debian 12's sshd (OpenSSH 9.2).
-const RECORDING: &[u8] =
-    include_bytes!("../../crates/autoblock-detect/tests/data/debian12-openssh-9.2.syslog.raw");
-const RECORDED_CLIENT: &str = "10.77.0.2";
 const METRICS: &str = "127.0.0.1:9641";
-
-fn failure_lines(src: IpAddr, n: usize, pid_base: u32) -> String {
-    let text = String::from_utf8_lossy(RECORDING);
-    let msgs: Vec<&str> = text
-        .lines()
-        .filter_map(|l| l.split_once("]: ").map(|(_, m)| m))
-        .filter(|m| m.starts_with("Failed password for ") && m.contains(RECORDED_CLIENT))
-        .collect();
-    assert!(msgs.len() >= 3, "the recording has too few failures");
-    (0..n)
-        .map(|i| {
-            let m = msgs[i % msgs.len()].replace(RECORDED_CLIENT, &src.to_string());
-            format!(
-                "Nov 25 10:29:{:02} bastion sshd[{}]: {m}\n",
-                i % 60,
-                pid_base + i as u32
-            )
-        })
-        .collect()
-}
 
 fn write_config(dir: &Path, extra: &str) {
     std::fs::write(dir.join("auth.log"), "").unwrap();
@@ -46,15 +24,9 @@ fn write_config(dir: &Path, extra: &str) {
 state_dir = "{d}/state"
 control_socket = "{d}/control.sock"
 {extra}
-[[jail]]
-name = "sshd"
-filter = "sshd"
-files = ["{d}/auth.log"]
-maxretry = 3
-findtime = "10m"
-bantime = "1h"
-"#,
-        d = dir.display()
+{jail}"#,
+        d = dir.display(),
+        jail = sshd_jail(dir)
     );
     std::fs::write(dir.join("autoblock.toml"), text).unwrap();
 }
@@ -195,9 +167,9 @@ fn a_scrape_shows_lines_failures_bans_and_dropped_packets_move() {
         .append(true)
         .open(dir.path().join("auth.log"))
         .unwrap();
-    f.write_all(failure_lines(below, 2, 2000).as_bytes())
+    f.write_all(sshd_failure_lines(below, 2, 2000).as_bytes())
         .unwrap();
-    f.write_all(failure_lines(attacker, 3, 1000).as_bytes())
+    f.write_all(sshd_failure_lines(attacker, 3, 1000).as_bytes())
         .unwrap();
     drop(f);
 
