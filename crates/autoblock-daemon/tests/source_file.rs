@@ -152,6 +152,42 @@ fn create_mode_rotation_loses_and_repeats_nothing() {
     });
 }
 
+/// The old file's partial last line comes out when the writer's first
+/// write lands in the new file, however that write and the follower's wake-up
+/// interleave (the write racing the follower's own check once lost it until
+/// the next rotation). Many quick rotations give the interleavings a chance.
+#[test]
+fn partial_line_of_the_rotated_file_comes_before_the_new_file_every_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path().join("secure");
+    append(&p, "");
+    rt().block_on(async {
+        let (h, mut rx) = follow(&p, ReadFrom::End);
+        let mut o = Vec::new();
+        for round in 0..200 {
+            let mut writer = OpenOptions::new().append(true).open(&p).expect("writer");
+            std::fs::rename(&p, dir.path().join(format!("secure.{round}"))).expect("rename");
+            File::create(&p).expect("create new");
+            writer
+                .write_all(format!("full {round}\npartial {round}").as_bytes())
+                .expect("write");
+            drop(writer);
+            append(&p, &format!("next {round}\n"));
+            assert_eq!(
+                lines(&mut rx, 3, &mut o).await,
+                vec![
+                    format!("full {round}"),
+                    format!("partial {round}"),
+                    format!("next {round}")
+                ],
+                "round {round}"
+            );
+        }
+        no_more_lines(&mut rx).await;
+        h.stop();
+    });
+}
+
 #[test]
 fn copytruncate_rotation_reads_the_file_again_from_its_start() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -357,18 +357,15 @@ impl Follower {
             }
         }
         if let Some(mut cur) = self.current.take() {
-            let grew = cur
-                .file
-                .metadata()
-                .is_ok_and(|m| m.len() != cur.splitter.offset());
-            if grew {
-                // The writer has moved to the new file: the old one is done,
-                // and its last lines come before the new file's first.
-                if let Some(mut old) = self.old.take() {
-                    self.finish(&mut old)?;
-                }
-            }
-            self.drain(&mut cur, true)?;
+            // Data in the new file means the writer has moved to it: the old
+            // one is done, and its last lines come before the new file's
+            // first. Decided by what the read returns, not by an earlier
+            // size check, which a write landing between the two would slip
+            // past (the old file's partial last line would then wait for
+            // the next rotation).
+            let mut old = self.old.take();
+            self.drain_after(&mut cur, true, &mut old)?;
+            self.old = old;
             self.current = Some(cur);
         }
         Ok(())
@@ -376,6 +373,17 @@ impl Follower {
 
     /// Reads `t` to its end.
     fn drain(&self, t: &mut Tail, check_truncation: bool) -> Result<(), Closed> {
+        self.drain_after(t, check_truncation, &mut None)
+    }
+
+    /// Reads `t` to its end; if it yields any data, `before` (the file it
+    /// replaced) is finished first and taken.
+    fn drain_after(
+        &self,
+        t: &mut Tail,
+        check_truncation: bool,
+        before: &mut Option<Tail>,
+    ) -> Result<(), Closed> {
         if check_truncation {
             if let Ok(meta) = t.file.metadata() {
                 if meta.len() < t.splitter.offset() {
@@ -405,6 +413,9 @@ impl Follower {
                     return Ok(());
                 }
             };
+            if let Some(mut done) = before.take() {
+                self.finish(&mut done)?;
+            }
             self.split(t, &buf[..n], false)?;
         }
     }
