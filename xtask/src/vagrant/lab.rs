@@ -29,6 +29,11 @@ pub const NETNS: &str = "autoblock-vm";
 /// How long a boot or a reboot may take before it counts as failed.
 pub const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// The guest's serial console, written to a file in the cache (the box's
+/// kernel logs to ttyS0, and so does systemd at boot and shutdown): read
+/// when a boot or a reboot does not finish.
+pub const SERIAL_LOG: &str = "serial.log";
+
 /// The running lab; dropping it tears it down (unless kept).
 #[derive(Debug)]
 pub struct Lab {
@@ -161,6 +166,7 @@ impl Lab {
             config,
             host: self.machine.clone(),
             logs: self.cache.path("logs"),
+            serial: self.cache.path(SERIAL_LOG),
         })
     }
 }
@@ -195,6 +201,7 @@ fn vagrant_command(cache: &Cache) -> Command {
         .env("VAGRANT_DEFAULT_PROVIDER", "libvirt")
         .env("VAGRANT_CHECKPOINT_DISABLE", "1")
         .env("AUTOBLOCK_VM_POOL", cache.path("pool"))
+        .env("AUTOBLOCK_VM_SERIAL_LOG", cache.path(SERIAL_LOG))
         .env("LIBVIRT_DEFAULT_URI", "qemu:///system");
     command
 }
@@ -292,6 +299,7 @@ pub struct Guest {
     config: PathBuf,
     host: String,
     logs: PathBuf,
+    serial: PathBuf,
 }
 
 /// How long one test binary may run in the guest (seconds) before it is
@@ -380,6 +388,18 @@ impl Guest {
         Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
     }
 
+    /// The last `n` lines of the guest's serial console, or why there are none.
+    pub fn serial_tail(&self, n: usize) -> String {
+        match fs::read(&self.serial) {
+            Ok(bytes) => {
+                let text = String::from_utf8_lossy(&bytes);
+                let lines: Vec<&str> = text.lines().collect();
+                lines[lines.len().saturating_sub(n)..].join("\n")
+            }
+            Err(e) => format!("(cannot read {}: {e})", self.serial.display()),
+        }
+    }
+
     /// Reboots the guest (`systemctl reboot`) and waits until ssh answers
     /// with a new boot id, at most [`BOOT_TIMEOUT`]; returns how long it took.
     pub fn reboot(&self) -> Result<Duration> {
@@ -402,8 +422,11 @@ impl Guest {
             }
             if started.elapsed() > BOOT_TIMEOUT {
                 bail!(
-                    "no new boot_id within {} s of `systemctl reboot`",
-                    BOOT_TIMEOUT.as_secs()
+                    "no new boot_id within {} s of `systemctl reboot`; the guest's serial \
+                     console ({}) ends:\n{}",
+                    BOOT_TIMEOUT.as_secs(),
+                    self.serial.display(),
+                    self.serial_tail(40)
                 );
             }
             thread::sleep(Duration::from_secs(2));

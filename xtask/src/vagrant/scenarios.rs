@@ -48,20 +48,6 @@ const ATTACKER: &str = "10.99.0.5";
 /// hold exactly its store at start-up, so sharing the set scenario's
 /// `inet autoblock` would remove that scenario's ban.
 const DAEMON_TABLE: &str = "autoblockd";
-/// Set to `1`, runs the daemon scenario, which does not pass yet (see
-/// [`DAEMON_NOT_YET`]); otherwise it is reported as not yet possible.
-const DAEMON_ENV: &str = "AUTOBLOCK_VM_DAEMON";
-/// Why the daemon scenario is not run by default (measured in the guest).
-const DAEMON_NOT_YET: &str = "it does not pass yet: with the daemon's sd_notify and \
-     change-monitor fixes, the packaged unit starts and bans the brute force, but the one \
-     time it ran the guest did not come back from the reboot within 300 s (no new boot_id; \
-     the same reboot takes about 100 s without the daemon running), so neither the ban \
-     across the reboot nor the heal times were checked by it";
-
-fn daemon_scenario_enabled() -> bool {
-    std::env::var_os(DAEMON_ENV).is_some_and(|v| v == "1")
-}
-
 /// Prefix of a CLI command that must read the kernel even while the
 /// daemon scenario's daemon runs (the CLI sends `list` to a running
 /// daemon's control socket, and that daemon keeps its own table).
@@ -106,13 +92,6 @@ fn packet_check(guest: &Guest, blocked: &str) -> Result<StepResult> {
         "a ping from the blocked {blocked} was answered"
     );
     Ok(StepResult::Pass)
-}
-
-/// Whether the guest's autoblock has a subcommand (`autoblock SUB --help`).
-fn has_subcommand(guest: &Guest, sub: &str) -> bool {
-    guest
-        .root_output(&format!("autoblock {sub} --help >/dev/null 2>&1"))
-        .is_ok_and(|o| o.status.success())
 }
 
 /// Runs the scenarios, one PASS/FAIL line per step into `report`. `deb` is
@@ -179,38 +158,17 @@ pub fn run_all(
         );
     }
 
-    let set_supported = has_subcommand(guest, "--layout set restore")
-        && has_subcommand(guest, "--layout set save")
-        && workspace_root()
-            .join("packaging/autoblock-restore.service")
-            .is_file();
-    let mut set_ok = false;
-    if set_supported {
-        let t = Instant::now();
-        let ready = set_setup(guest);
-        set_ok = matches!(ready, Ok(StepResult::Pass));
-        report.step("set: bans with timeouts + boot unit", ready, t.elapsed());
-    } else {
-        report.step(
-            "set: bans restored by autoblock's boot unit",
-            Ok(StepResult::NotPossible(
-                "the CLI has no `save`/`restore --file` yet".to_owned(),
-            )),
-            Duration::ZERO,
-        );
-    }
+    let t = Instant::now();
+    let set_ready = set_setup(guest);
+    let set_ok = matches!(set_ready, Ok(StepResult::Pass));
+    report.step(
+        "set: bans with timeouts + boot unit",
+        set_ready,
+        t.elapsed(),
+    );
 
     let mut daemon_ok = false;
-    if !daemon_scenario_enabled() {
-        report.step(
-            "daemon: packaged unit, sshd brute force banned, ban survives the reboot, \
-             firewall reloads healed",
-            Ok(StepResult::NotPossible(format!(
-                "{DAEMON_NOT_YET} (run it anyway with {DAEMON_ENV}=1)"
-            ))),
-            Duration::ZERO,
-        );
-    } else if deb_ok {
+    if deb_ok {
         let t = Instant::now();
         let ready = daemon_setup(guest);
         daemon_ok = matches!(ready, Ok(StepResult::Pass));
