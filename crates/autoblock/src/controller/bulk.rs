@@ -551,6 +551,9 @@ impl<T: Transport> Controller<T> {
         opts: &mut BulkOptions<'_>,
     ) -> Result<(), Error> {
         // Read the state and grow the sets that would fill up (its own transaction).
+        // The resize probe commits, which moves the generation: probed before the first
+        // read, or the load's first commit would be refused as stale and sent twice.
+        self.probe_resize()?;
         let mut ready = None;
         for _ in 0..self.cfg.max_retries {
             let (genid, st) = self.set_read()?;

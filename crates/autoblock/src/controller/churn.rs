@@ -77,6 +77,8 @@ impl<T: Transport> Controller<T> {
                 g.1.push(i as u32);
             }
         }
+        // Probed before the first read: the probe commits, which moves the generation.
+        self.probe_resize()?;
         for _ in 0..self.cfg.max_retries {
             let (genid, st) = self.set_read()?;
             let mut needs = Vec::with_capacity(groups.len());

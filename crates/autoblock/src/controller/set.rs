@@ -356,7 +356,7 @@ impl<T: Transport> Controller<T> {
     }
 
     /// Learns (once) whether this kernel raises an existing set's size in place.
-    fn probe_resize(&mut self) -> Result<(), Error> {
+    pub(super) fn probe_resize(&mut self) -> Result<(), Error> {
         if self.cfg.max_entries.is_none() && self.cfg.resize_sets.is_none() && self.resize.is_none()
         {
             self.resize = Some(self.conn.probe_set_resize()?);
@@ -697,6 +697,8 @@ impl<T: Transport> Controller<T> {
         } else {
             false
         };
+        // Probed before the first read: the probe commits, which moves the generation.
+        self.probe_resize()?;
         for attempt in 0..self.cfg.max_retries {
             let now = SystemTime::now();
             let (genid, st) = self.set_read()?;
