@@ -908,11 +908,11 @@ impl Daemon {
         let store = self.store.clone();
         let recs = records.clone();
         let stored = tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
-            store.put_bans(&recs)?;
-            for (jail, list) in &offences {
-                store.put_offences(jail, list)?;
-            }
-            Ok(())
+            let per_jail: Vec<(&str, &[Offence])> = offences
+                .iter()
+                .map(|(jail, list)| (jail.as_str(), list.as_slice()))
+                .collect();
+            store.put_bans_and_offences(&recs, &per_jail)
         })
         .await;
         match stored {

@@ -97,6 +97,21 @@ pub struct Offence {
     pub until: Option<i64>,
 }
 
+/// Inserts (or replaces) a jail's offence entries inside a write transaction.
+fn insert_offences(
+    tx: &redb::WriteTransaction,
+    jail: &str,
+    list: &[Offence],
+) -> Result<(), redb::Error> {
+    let mut t = tx.open_table(OFFENCES)?;
+    for o in list {
+        let key = format!("{jail}\0{}", o.net);
+        let v = serde_json::to_vec(o).unwrap_or_default();
+        t.insert(key.as_str(), v.as_slice())?;
+    }
+    Ok(())
+}
+
 /// The open store.
 #[derive(Debug)]
 pub struct Store {
@@ -139,14 +154,30 @@ impl Store {
 
     /// Records bans (inserting or replacing by network) in one durable transaction.
     pub fn put_bans(&self, bans: &[BanRecord]) -> Result<(), StoreError> {
-        if bans.is_empty() {
+        self.put_bans_and_offences(bans, &[])
+    }
+
+    /// Records bans and the jails' offence entries that led to them in ONE durable
+    /// transaction: one commit (one round of fsyncs) instead of one per table and jail, and
+    /// a crash can never keep a ban without its offence count or the other way round.
+    pub fn put_bans_and_offences(
+        &self,
+        bans: &[BanRecord],
+        offences: &[(&str, &[Offence])],
+    ) -> Result<(), StoreError> {
+        if bans.is_empty() && offences.iter().all(|(_, l)| l.is_empty()) {
             return Ok(());
         }
         self.write(|tx| {
-            let mut t = tx.open_table(BANS)?;
-            for b in bans {
-                let v = serde_json::to_vec(b).unwrap_or_default();
-                t.insert(b.net.as_str(), v.as_slice())?;
+            if !bans.is_empty() {
+                let mut t = tx.open_table(BANS)?;
+                for b in bans {
+                    let v = serde_json::to_vec(b).unwrap_or_default();
+                    t.insert(b.net.as_str(), v.as_slice())?;
+                }
+            }
+            for (jail, list) in offences {
+                insert_offences(tx, jail, list)?;
             }
             Ok(())
         })
@@ -177,15 +208,7 @@ impl Store {
         if list.is_empty() {
             return Ok(());
         }
-        self.write(|tx| {
-            let mut t = tx.open_table(OFFENCES)?;
-            for o in list {
-                let key = format!("{jail}\0{}", o.net);
-                let v = serde_json::to_vec(o).unwrap_or_default();
-                t.insert(key.as_str(), v.as_slice())?;
-            }
-            Ok(())
-        })
+        self.write(|tx| insert_offences(tx, jail, list))
     }
 
     /// A jail's offence history.
@@ -319,6 +342,34 @@ mod tests {
         assert_eq!(s.forget_offences_before(100).unwrap(), 1);
         let left = s.offences("sshd").unwrap();
         assert_eq!(left, vec![o("192.0.2.2/32", None)]);
+    }
+
+    #[test]
+    fn bans_and_their_offences_are_recorded_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = |net: &str| Offence {
+            net: net.to_owned(),
+            count: 1,
+            last_ban: 100,
+            until: Some(200),
+        };
+        {
+            let s = Store::open(dir.path()).unwrap();
+            let sshd = [o("192.0.2.1/32")];
+            let mysql = [o("192.0.2.2/32")];
+            s.put_bans_and_offences(
+                &[
+                    ban("192.0.2.1/32", Some(200)),
+                    ban("192.0.2.2/32", Some(200)),
+                ],
+                &[("sshd", &sshd), ("mysqld", &mysql)],
+            )
+            .unwrap();
+        }
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.bans().unwrap().len(), 2);
+        assert_eq!(s.offences("sshd").unwrap(), vec![o("192.0.2.1/32")]);
+        assert_eq!(s.offences("mysqld").unwrap(), vec![o("192.0.2.2/32")]);
     }
 
     #[test]
