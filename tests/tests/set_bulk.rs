@@ -117,6 +117,36 @@ fn a_large_stream_loads_exactly() {
     assert_eq!(seen, want);
 }
 
+/// A change monitor (what the daemon's self-healing reads) receives every notification of a
+/// 100,000-element load: the kernel queues them all at the commit, and an overrun would read
+/// as "anything may have changed" and trigger a full re-sync.
+#[test]
+fn a_change_monitor_hears_a_large_load_without_loss() {
+    use autoblock_netlink::{ChangeKind, Monitor};
+    let ns = Netns::new();
+    let mut mon = ns.run(|| Monitor::open().unwrap_or_else(|e| panic!("monitor: {e}")));
+    let n = 100_000u32;
+    let items: Vec<Item> = (0..n)
+        .map(|i| Ok((u64::from(i) + 1, Entry::new(v4(i)))))
+        .collect();
+    let r = load(&ns, cfg(), items, BulkOpts::default()).unwrap();
+    assert_eq!(r.transactions, 1, "{r:?}");
+    let mut added = 0usize;
+    while added < n as usize {
+        let t = mon
+            .next(Some(10_000))
+            .unwrap_or_else(|e| panic!("monitor: {e}"))
+            .unwrap_or_else(|| panic!("no further notification after {added} elements"));
+        assert!(!t.overrun, "notifications were lost after {added} elements");
+        added += t
+            .changes
+            .iter()
+            .filter(|c| c.kind == ChangeKind::NewSetElem && c.table.as_deref() == Some("autoblock"))
+            .count();
+    }
+    assert_eq!(added, n as usize);
+}
+
 #[test]
 fn bad_input_leaves_the_kernel_unchanged() {
     let ns = Netns::new();

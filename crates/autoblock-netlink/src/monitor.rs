@@ -128,6 +128,10 @@ impl Transaction {
     }
 }
 
+/// The receive buffer a [`Monitor`] asks for (bytes; the kernel's accounting of queued
+/// notifications, allocated only while they wait to be read).
+pub const MONITOR_RCVBUF: usize = 64 << 20;
+
 /// A socket subscribed to nf_tables change notifications in the current network namespace.
 #[derive(Debug)]
 pub struct Monitor {
@@ -138,8 +142,13 @@ pub struct Monitor {
 
 impl Monitor {
     /// Opens the socket and joins `NFNLGRP_NFTABLES` (needs CAP_NET_ADMIN).
+    ///
+    /// The receive buffer is raised to [`MONITOR_RCVBUF`] where allowed: the kernel queues a
+    /// whole transaction's notifications at its commit, and a load of 100,000 elements
+    /// overran the default buffer, which reads as "anything may have changed".
     pub fn open() -> Result<Monitor, Error> {
-        let sock = Socket::open()?;
+        let mut sock = Socket::open()?;
+        sock.reserve_recv(MONITOR_RCVBUF);
         sock.subscribe(NFNLGRP_NFTABLES)?;
         Ok(Monitor {
             sock,
