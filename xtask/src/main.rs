@@ -47,7 +47,7 @@ commands:
   bench crowdsec [--count N] [--skip-peer]
                              CrowdSec bouncer: start to N (100000) LAPI decisions
                              enforced and peak RSS, vs crowdsec-firewall-bouncer
-  bench detect [--lines N] [--peer-lines M]
+  bench detect [--lines N] [--peer-lines M] [--attacks K]
                              log lines/s: autoblock scan on N (2000000) generated
                              sshd lines vs fail2ban-regex and sshguard's parser on
                              the first M (200000); then burst and latency of

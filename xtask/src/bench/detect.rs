@@ -1,4 +1,4 @@
-//! `cargo xtask bench detect [--lines N] [--peer-lines M]`: log scanning speed of
+//! `cargo xtask bench detect [--lines N] [--peer-lines M] [--attacks K]`: log scanning speed of
 //! `autoblock scan` side by side with fail2ban's `fail2ban-regex` and sshguard's parser, on
 //! the same generated log.
 //!
@@ -19,8 +19,8 @@
 //!
 //! Then the daemon (`autoblock run`, set layout, one jail following a file, in a second
 //! fresh namespace): **burst**, 100,000 addresses each failing 3 times appended at once,
-//! time from the last line written until the daemon reports all banned; **latency**, 1,000
-//! single attacks with those bans held, line written -> ban in the kernel (p50/p99). The
+//! time from the last line written until the daemon reports all banned; **latency**, 100
+//! (`--attacks K`) single attacks with those bans held, line written -> ban in the kernel (p50/p99). The
 //! burst is observed with `autoblock --layout set list --count --json` (element counts, no
 //! dump), polled without pause. Each latency is the time until the kernel announces the
 //! transaction that added the ban (an nf_tables change monitor in the namespace: NEWSETELEM
@@ -56,7 +56,7 @@ const SSHG_PARSER: &str = "/usr/libexec/sshguard/sshg-parser";
 
 /// Runs `cargo xtask bench detect`.
 pub fn run(args: &[String]) -> Result<ExitCode> {
-    let flags = Flags::parse(args, &[], &["--lines", "--peer-lines"])?;
+    let flags = Flags::parse(args, &[], &["--lines", "--peer-lines", "--attacks"])?;
     let count = |key: &str, default: u64| -> Result<u64> {
         match flags.value(key) {
             Some(v) => v.parse().with_context(|| format!("{key} {v}")),
@@ -65,6 +65,10 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     };
     let lines = count("--lines", 2_000_000)?;
     let peer_lines = count("--peer-lines", 200_000)?.min(lines);
+    let attacks = count("--attacks", ATTACKS)?;
+    if !(1..=10_000).contains(&attacks) {
+        bail!("--attacks must be between 1 and 10000");
+    }
     if lines < 1000 {
         bail!("--lines must be at least 1000");
     }
@@ -153,7 +157,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         ratio.map_or_else(|| "n/a".to_owned(), |r| format!("{r:.0}x"))
     );
     drop(ns);
-    let (burst, p99) = match daemon_part(&bin, dir.path()) {
+    let (burst, p99) = match daemon_part(&bin, dir.path(), attacks) {
         Ok(v) => v,
         Err(e) => {
             println!("burst and latency: not measured: {e:#}");
@@ -178,16 +182,17 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
 
 /// Failures per attacker in the burst and latency parts (the jail's maxretry).
 const MAXRETRY: u32 = 3;
-/// Single attacks timed in the latency part (1,000, so that p99 is not simply the slowest).
-const ATTACKS: u32 = 1_000;
+/// Single attacks timed in the latency part by default (`--attacks`; with 100, p99 is the
+/// slowest one).
+const ATTACKS: u64 = 100;
 /// The longest the latency part may take.
 const LATENCY_BUDGET: Duration = Duration::from_secs(90);
 
 /// The daemon in a fresh namespace following a file (set layout): the burst of
-/// [`ATTACKERS`] addresses, then [`ATTACKS`] single attacks with the burst's bans held.
+/// [`ATTACKERS`] addresses, then `attacks` single attacks with the burst's bans held.
 /// Bans are observed in the kernel: `autoblock --layout set list --count --json` (the
 /// sets' element counts, no dump), polled without pause.
-fn daemon_part(bin: &Path, dir: &Path) -> Result<(Option<f64>, Option<f64>)> {
+fn daemon_part(bin: &Path, dir: &Path, attacks: u64) -> Result<(Option<f64>, Option<f64>)> {
     use std::time::Instant;
     let log = dir.join("daemon-auth.log");
     let sock = dir.join("control.sock");
@@ -292,7 +297,7 @@ fn daemon_part(bin: &Path, dir: &Path) -> Result<(Option<f64>, Option<f64>)> {
         let mut lat = Vec::new();
         let mut held = bans(&ns).unwrap_or(0);
         let phase = Instant::now();
-        for a in 0..ATTACKS {
+        for a in 0..attacks {
             if phase.elapsed() > LATENCY_BUDGET {
                 println!(
                     "  latency: stopped after {a} attacks ({} budget)",
@@ -306,7 +311,7 @@ fn daemon_part(bin: &Path, dir: &Path) -> Result<(Option<f64>, Option<f64>)> {
                 let _ = writeln!(
                     t,
                     "Nov 25 11:10:0{k} web1 sshd[{}]: Failed password for root from {ip} port {} ssh2",
-                    900_000 + a * 4 + k,
+                    900_000 + a * 4 + u64::from(k),
                     50_000 + k
                 );
             }
