@@ -1,8 +1,98 @@
-//! What the daemon's end-to-end tests share: sshd failure lines made from the project's own
-//! recording of Debian 12's sshd, and the `[[jail]]` block they configure.
+//! What the daemon's end-to-end tests share: a running `autoblock run` ([`RunningDaemon`]),
+//! sshd failure lines made from the project's own recording of Debian 12's sshd, and the
+//! `[[jail]]` block they configure.
 
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{autoblock_bin, Netns};
+
+/// `autoblock run --config CONFIG` spawned in a namespace, its stderr in a log file; killed
+/// on drop.
+#[derive(Debug)]
+pub struct RunningDaemon {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl RunningDaemon {
+    /// Spawns the daemon in `ns` with `AUTOBLOCK_LOG=filter`, its stderr into `log`, and
+    /// waits until it has logged "autoblock daemon running" and `ready()` holds.
+    ///
+    /// # Panics
+    ///
+    /// When it cannot be spawned, exits first, or is not ready within `within` (with its
+    /// log in the message).
+    pub fn start(
+        ns: &Netns,
+        config: &Path,
+        log: PathBuf,
+        filter: &str,
+        within: Duration,
+        ready: impl Fn() -> bool,
+    ) -> RunningDaemon {
+        let err = std::fs::File::create(&log).expect("create the daemon's log file");
+        let mut cmd = Command::new(autoblock_bin());
+        cmd.args(["run", "--config"])
+            .arg(config)
+            .env("AUTOBLOCK_LOG", filter)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(err);
+        let mut d = RunningDaemon {
+            child: Some(ns.spawn(cmd).expect("spawn autoblock run")),
+            log,
+        };
+        let started = Instant::now();
+        while !(d.log_text().contains("autoblock daemon running") && ready()) {
+            if let Some(Ok(Some(st))) = d.child.as_mut().map(Child::try_wait) {
+                panic!("the daemon exited at start ({st:?}):\n{}", d.log_text());
+            }
+            assert!(
+                started.elapsed() < within,
+                "the daemon was not ready within {within:?}:\n{}",
+                d.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        d
+    }
+
+    /// What the daemon has logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The process id.
+    ///
+    /// # Panics
+    ///
+    /// When the process was taken with [`RunningDaemon::take_child`].
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the daemon is running").id()
+    }
+
+    /// The running process, taken (the caller signals and reaps it).
+    ///
+    /// # Panics
+    ///
+    /// When it was taken before.
+    pub fn take_child(&mut self) -> Child {
+        self.child.take().expect("the daemon is running")
+    }
+}
+
+impl Drop for RunningDaemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
 
 /// The project's own recording of Debian 12's sshd (OpenSSH 9.2).
 const RECORDING: &[u8] =

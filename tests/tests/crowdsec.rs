@@ -20,7 +20,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use autoblock::{Controller, Listed, Net};
-use autoblock_tests::{addr, autoblock_bin, output_text, require_root, Netns, TestBed};
+use autoblock_tests::{addr, output_text, require_root, Netns, RunningDaemon, TestBed};
 
 /// The Local API's port inside the test namespace.
 const PORT: u16 = 8080;
@@ -246,8 +246,7 @@ impl Drop for Lapi {
 /// `autoblock run` with a `[crowdsec]` section: a pure bouncer (no jails), or with an sshd
 /// jail following `auth.log` in its temp dir.
 struct Bouncer {
-    child: Option<Child>,
-    log: PathBuf,
+    run: RunningDaemon,
     dir: tempfile::TempDir,
 }
 
@@ -287,38 +286,19 @@ poll = "{poll}ms"
             ),
         )
         .unwrap();
-        let log = d.join("daemon.log");
-        let mut cmd = Command::new(autoblock_bin());
-        cmd.args(["run", "--config"])
-            .arg(d.join("autoblock.toml"))
-            .env("AUTOBLOCK_LOG", "info,autoblock_daemon::crowdsec=debug")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
-        let child = ns.spawn(cmd).expect("spawn autoblock run");
-        let mut b = Bouncer {
-            child: Some(child),
-            log,
-            dir,
-        };
-        let started = Instant::now();
-        while !b.log().contains("autoblock daemon running") {
-            if let Some(Ok(Some(st))) = b.child.as_mut().map(Child::try_wait) {
-                panic!("the daemon exited at start ({st:?}):\n{}", b.log());
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(15),
-                "the daemon did not start within 15 s:\n{}",
-                b.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        b
+        let run = RunningDaemon::start(
+            ns,
+            &d.join("autoblock.toml"),
+            d.join("daemon.log"),
+            "info,autoblock_daemon::crowdsec=debug",
+            Duration::from_secs(15),
+            || true,
+        );
+        Bouncer { run, dir }
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.run.log_text()
     }
 
     /// Appends `n` sshd "Failed password" lines from `src` to the jail's log.
@@ -335,15 +315,6 @@ poll = "{poll}ms"
                 50000 + i
             )
             .unwrap();
-        }
-    }
-}
-
-impl Drop for Bouncer {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
         }
     }
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use autoblock_tests::{
     addr, autoblock_bin, iptables, nft, output_text, sshd_failure_lines, sshd_jail,
-    tool_with_input, Netns, TestBed,
+    tool_with_input, Netns, RunningDaemon, TestBed,
 };
 
 /// How long a ban may take from the line being written to the element being in the kernel.
@@ -22,58 +22,39 @@ const BAN_BOUND: Duration = Duration::from_secs(2);
 const HEAL_BOUND: Duration = Duration::from_secs(1);
 
 struct Daemon {
-    child: Option<Child>,
+    run: RunningDaemon,
     dir: PathBuf,
-    log: PathBuf,
 }
 
 impl Daemon {
     /// Starts `autoblock run` in `ns` and waits until its control socket answers.
     fn start(ns: &Netns, dir: &Path) -> Daemon {
-        let log = dir.join(format!("daemon-{}.log", unique()));
-        let err = std::fs::File::create(&log).unwrap();
-        let mut cmd = Command::new(autoblock_bin());
-        cmd.args(["run", "--config"])
-            .arg(dir.join("autoblock.toml"))
-            .env("AUTOBLOCK_LOG", "info,autoblock_daemon=debug")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(err);
-        let child = ns.spawn(cmd).expect("spawn autoblock run");
-        let mut d = Daemon {
-            child: Some(child),
-            dir: dir.to_owned(),
-            log,
-        };
         let sock = dir.join("control.sock");
-        let started = Instant::now();
         // A daemon killed with -9 leaves its socket file behind: wait for the new one's word.
-        while !(sock.exists() && d.log_text().contains("autoblock daemon running")) {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "the daemon did not open its control socket:\n{}",
-                d.log_text()
-            );
-            if let Some(Ok(Some(st))) = d.child.as_mut().map(Child::try_wait) {
-                panic!("the daemon exited at start ({st:?}):\n{}", d.log_text());
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let run = RunningDaemon::start(
+            ns,
+            &dir.join("autoblock.toml"),
+            dir.join(format!("daemon-{}.log", unique())),
+            "info,autoblock_daemon=debug",
+            Duration::from_secs(10),
+            || sock.exists(),
+        );
+        Daemon {
+            run,
+            dir: dir.to_owned(),
         }
-        d
     }
 
     fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.run.log_text()
     }
 
     fn signal(&mut self, sig: libc::c_int) {
-        let child = self.child.take().expect("running");
+        let mut child = self.run.take_child();
         let pid = child.id() as libc::pid_t;
         // SAFETY: kill(2) with a pid this test spawned and still owns (not yet reaped).
         let r = unsafe { libc::kill(pid, sig) };
         assert_eq!(r, 0, "kill {pid}");
-        let mut child = child;
         let st = child.wait().unwrap();
         if sig == libc::SIGTERM {
             assert!(
@@ -90,15 +71,6 @@ impl Daemon {
             .open(self.dir.join("auth.log"))
             .unwrap();
         f.write_all(lines.as_bytes()).unwrap();
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
     }
 }
 
@@ -537,7 +509,7 @@ fn sighup_reloads_the_jails_and_keeps_the_bans() {
         text.replace("maxretry = 3", "maxretry = 1"),
     )
     .unwrap();
-    let pid = d.child.as_ref().map(|c| c.id() as libc::pid_t).unwrap();
+    let pid = d.run.pid() as libc::pid_t;
     // SAFETY: kill(2) on the daemon this test spawned and still owns.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
     within(Duration::from_secs(2), || {

@@ -7,12 +7,13 @@
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use autoblock_tests::{
-    addr, autoblock_bin, output_text, sshd_failure_lines, sshd_jail, tool, Netns, TestBed,
+    addr, autoblock_bin, output_text, sshd_failure_lines, sshd_jail, tool, Netns, RunningDaemon,
+    TestBed,
 };
 
 const METRICS: &str = "127.0.0.1:9641";
@@ -31,54 +32,15 @@ control_socket = "{d}/control.sock"
     std::fs::write(dir.join("autoblock.toml"), text).unwrap();
 }
 
-struct Daemon {
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn start(ns: &Netns, dir: &Path) -> Daemon {
-        let log = dir.join("daemon.log");
-        let err = std::fs::File::create(&log).unwrap();
-        let mut cmd = Command::new(autoblock_bin());
-        cmd.args(["run", "--config"])
-            .arg(dir.join("autoblock.toml"))
-            .env("AUTOBLOCK_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(err);
-        let mut d = Daemon {
-            child: Some(ns.spawn(cmd).expect("spawn autoblock run")),
-            log,
-        };
-        let started = Instant::now();
-        while !d.log_text().contains("autoblock daemon running") {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "the daemon did not start:\n{}",
-                d.log_text()
-            );
-            if let Some(Ok(Some(st))) = d.child.as_mut().map(Child::try_wait) {
-                panic!("the daemon exited at start ({st:?}):\n{}", d.log_text());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        d
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
+fn start(ns: &Netns, dir: &Path) -> RunningDaemon {
+    RunningDaemon::start(
+        ns,
+        &dir.join("autoblock.toml"),
+        dir.join("daemon.log"),
+        "info",
+        Duration::from_secs(10),
+        || true,
+    )
 }
 
 /// `GET /metrics` over a plain TCP connection opened in `ns`: (status line, body).
@@ -143,7 +105,7 @@ fn a_scrape_shows_lines_failures_bans_and_dropped_packets_move() {
     tool(ns, &["ip", "link", "set", "lo", "up"]);
     let dir = tempfile::tempdir().unwrap();
     write_config(dir.path(), &format!("metrics = \"{METRICS}\""));
-    let d = Daemon::start(ns, dir.path());
+    let d = start(ns, dir.path());
     assert!(
         d.log_text().contains("metrics: serving"),
         "{}",
@@ -236,7 +198,7 @@ fn without_the_key_nothing_listens_and_a_taken_address_fails_the_start() {
 
     // Off by default: the daemon runs, the port refuses.
     write_config(dir.path(), "");
-    let d = Daemon::start(ns, dir.path());
+    let d = start(ns, dir.path());
     let e = get(ns, METRICS.parse().unwrap(), "/metrics").expect_err("no metrics by default");
     assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
     drop(d);
