@@ -138,3 +138,22 @@ bantime = "1h"
         d = dir.display()
     )
 }
+
+/// Writes the daemon tests' `DIR/autoblock.toml`: `layout`, state, control socket and
+/// sysconfig files inside `dir`, then `extra`, then [`sshd_jail`]; creates the empty
+/// `DIR/auth.log` the jail follows and the sysconfig directory.
+pub fn write_daemon_config(dir: &Path, layout: &str, extra: &str) {
+    std::fs::write(dir.join("auth.log"), "").expect("create auth.log");
+    let text = format!(
+        r#"layout = "{layout}"
+state_dir = "{d}/state"
+control_socket = "{d}/control.sock"
+sysconfig_dir = "{d}/sysconfig"
+{extra}
+{jail}"#,
+        d = dir.display(),
+        jail = sshd_jail(dir)
+    );
+    std::fs::create_dir_all(dir.join("sysconfig")).expect("create the sysconfig directory");
+    std::fs::write(dir.join("autoblock.toml"), text).expect("write autoblock.toml");
+}

@@ -37,7 +37,7 @@ mod netns;
 mod tools;
 
 pub use bed::{addr, TestBed, DEFAULT_UDP_TIMEOUT, HOST_IF, OUTSIDE_IF};
-pub use daemon::{sshd_failure_lines, sshd_jail, RunningDaemon};
+pub use daemon::{sshd_failure_lines, sshd_jail, write_daemon_config, RunningDaemon};
 pub use netns::{require_root, Netns};
 pub use tools::{
     assert_iptables_safe, autoblock_bin, bare_verdict_rules, ip6tables, ip6tables_save, iptables,

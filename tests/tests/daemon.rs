@@ -12,8 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use autoblock_tests::{
-    addr, autoblock_bin, iptables, nft, output_text, sshd_failure_lines, sshd_jail,
-    tool_with_input, Netns, RunningDaemon, TestBed,
+    addr, autoblock_bin, iptables, nft, output_text, sshd_failure_lines, tool_with_input,
+    write_daemon_config, Netns, RunningDaemon, TestBed,
 };
 
 /// How long a ban may take from the line being written to the element being in the kernel.
@@ -80,22 +80,6 @@ fn unique() -> u64 {
     N.fetch_add(1, Ordering::Relaxed)
 }
 
-fn write_config(dir: &Path, layout: &str, extra: &str) {
-    std::fs::write(dir.join("auth.log"), "").unwrap();
-    let text = format!(
-        r#"layout = "{layout}"
-state_dir = "{d}/state"
-control_socket = "{d}/control.sock"
-sysconfig_dir = "{d}/sysconfig"
-{extra}
-{jail}"#,
-        d = dir.display(),
-        jail = sshd_jail(dir)
-    );
-    std::fs::create_dir_all(dir.join("sysconfig")).unwrap();
-    std::fs::write(dir.join("autoblock.toml"), text).unwrap();
-}
-
 /// Polls `f` until it is true or `bound` has passed; returns the time it took.
 fn within(bound: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
     let start = Instant::now();
@@ -126,7 +110,7 @@ fn set_layout_bans_from_a_followed_log_and_heals_a_flush() {
     let bed = TestBed::new();
     let ns = bed.host();
     let dir = tempfile::tempdir().unwrap();
-    write_config(dir.path(), "set", "");
+    write_daemon_config(dir.path(), "set", "");
     let attacker = IpAddr::V4(addr::V4_BLOCKED);
     let below = IpAddr::V4(addr::V4_OTHER_24);
     let mut d = Daemon::start(ns, dir.path());
@@ -197,7 +181,7 @@ fn restart_and_kill_9_keep_every_ban_reported_applied() {
     let bed = TestBed::new();
     let ns = bed.host();
     let dir = tempfile::tempdir().unwrap();
-    write_config(dir.path(), "set", "");
+    write_daemon_config(dir.path(), "set", "");
     let a = IpAddr::V4(addr::V4_BLOCKED);
     let b = IpAddr::V6(addr::V6_BLOCKED);
     let mut d = Daemon::start(ns, dir.path());
@@ -234,7 +218,7 @@ fn chain_layout_heals_an_empty_iptables_restore_and_mirrors() {
     let bed = TestBed::new();
     let ns = bed.host();
     let dir = tempfile::tempdir().unwrap();
-    write_config(dir.path(), "chain", "mirror = true");
+    write_daemon_config(dir.path(), "chain", "mirror = true");
     let a = IpAddr::V4(addr::V4_BLOCKED);
     let d = Daemon::start(ns, dir.path());
     d.append(&sshd_failure_lines(a, 3, 1000));
@@ -268,7 +252,7 @@ fn chain_layout_heals_an_empty_iptables_restore_and_mirrors() {
 fn config_check_exit_codes_and_positions() {
     let ns = Netns::new();
     let dir = tempfile::tempdir().unwrap();
-    write_config(dir.path(), "set", "");
+    write_daemon_config(dir.path(), "set", "");
     let good = dir.path().join("autoblock.toml");
     let out = ns.autoblock_raw(&["config".as_ref(), "check".as_ref(), good.as_os_str()]);
     assert!(out.status.success(), "{}", output_text(&out));
@@ -302,7 +286,7 @@ fn cli_block_goes_through_the_daemon_and_its_socket_is_0600() {
     use std::os::unix::fs::PermissionsExt;
     let ns = &Netns::new();
     let dir = tempfile::tempdir().unwrap();
-    write_config(dir.path(), "set", "");
+    write_daemon_config(dir.path(), "set", "");
     let mut d = Daemon::start(ns, dir.path());
     let sock = dir.path().join("control.sock");
     let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
@@ -383,7 +367,7 @@ fn live_sshd_brute_force(layout: &str, banned: fn(&Netns, IpAddr) -> bool) {
     let bed = TestBed::new();
     let ns = bed.host();
     let dir = tempfile::tempdir().unwrap();
-    write_config(dir.path(), layout, "");
+    write_daemon_config(dir.path(), layout, "");
     let work = dir.path();
     let key = work.join("host_ed25519");
     let kg = std::process::Command::new("ssh-keygen")
@@ -472,7 +456,7 @@ fn live_sshd_brute_force(layout: &str, banned: fn(&Netns, IpAddr) -> bool) {
 fn chain_layout_expiry_is_enforced_by_the_daemon() {
     let ns = &Netns::new();
     let dir = tempfile::tempdir().unwrap();
-    write_config(dir.path(), "chain", "mirror = false");
+    write_daemon_config(dir.path(), "chain", "mirror = false");
     let text = std::fs::read_to_string(dir.path().join("autoblock.toml")).unwrap();
     std::fs::write(
         dir.path().join("autoblock.toml"),
@@ -497,7 +481,7 @@ fn chain_layout_expiry_is_enforced_by_the_daemon() {
 fn sighup_reloads_the_jails_and_keeps_the_bans() {
     let ns = &Netns::new();
     let dir = tempfile::tempdir().unwrap();
-    write_config(dir.path(), "set", "");
+    write_daemon_config(dir.path(), "set", "");
     let mut d = Daemon::start(ns, dir.path());
     let a = IpAddr::V4(addr::V4_BLOCKED);
     let b = IpAddr::V4(addr::V4_OTHER_24);
@@ -527,7 +511,7 @@ fn sighup_reloads_the_jails_and_keeps_the_bans() {
 fn self_heal_is_rate_limited_and_says_so() {
     let ns = &Netns::new();
     let dir = tempfile::tempdir().unwrap();
-    write_config(dir.path(), "set", "heal_per_minute = 2");
+    write_daemon_config(dir.path(), "set", "heal_per_minute = 2");
     let d = Daemon::start(ns, dir.path());
     let a = IpAddr::V4(addr::V4_BLOCKED);
     d.append(&sshd_failure_lines(a, 3, 1000));
@@ -636,7 +620,7 @@ bantime = "1h"
 fn the_daemon_executes_no_program() {
     let ns = &Netns::new();
     let dir = tempfile::tempdir().unwrap();
-    write_config(dir.path(), "set", "");
+    write_daemon_config(dir.path(), "set", "");
     let trace = dir.path().join("trace");
     let log = std::fs::File::create(dir.path().join("daemon.log")).unwrap();
     let mut cmd = Command::new("strace");
@@ -702,7 +686,7 @@ fn systemd_notifications_and_an_idle_daemon_sleeps() {
     use std::os::unix::net::UnixDatagram;
     let ns = Netns::new();
     let dir = tempfile::tempdir().unwrap();
-    write_config(dir.path(), "set", "");
+    write_daemon_config(dir.path(), "set", "");
     let notify_path = dir.path().join("notify.sock");
     let notify = UnixDatagram::bind(&notify_path).unwrap();
     notify

@@ -12,25 +12,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use autoblock_tests::{
-    addr, autoblock_bin, output_text, sshd_failure_lines, sshd_jail, tool, Netns, RunningDaemon,
-    TestBed,
+    addr, autoblock_bin, output_text, sshd_failure_lines, tool, write_daemon_config, Netns,
+    RunningDaemon, TestBed,
 };
 
 const METRICS: &str = "127.0.0.1:9641";
-
-fn write_config(dir: &Path, extra: &str) {
-    std::fs::write(dir.join("auth.log"), "").unwrap();
-    let text = format!(
-        r#"layout = "set"
-state_dir = "{d}/state"
-control_socket = "{d}/control.sock"
-{extra}
-{jail}"#,
-        d = dir.display(),
-        jail = sshd_jail(dir)
-    );
-    std::fs::write(dir.join("autoblock.toml"), text).unwrap();
-}
 
 fn start(ns: &Netns, dir: &Path) -> RunningDaemon {
     RunningDaemon::start(
@@ -104,7 +90,7 @@ fn a_scrape_shows_lines_failures_bans_and_dropped_packets_move() {
     let ns = bed.host();
     tool(ns, &["ip", "link", "set", "lo", "up"]);
     let dir = tempfile::tempdir().unwrap();
-    write_config(dir.path(), &format!("metrics = \"{METRICS}\""));
+    write_daemon_config(dir.path(), "set", &format!("metrics = \"{METRICS}\""));
     let d = start(ns, dir.path());
     assert!(
         d.log_text().contains("metrics: serving"),
@@ -197,7 +183,7 @@ fn without_the_key_nothing_listens_and_a_taken_address_fails_the_start() {
     let dir = tempfile::tempdir().unwrap();
 
     // Off by default: the daemon runs, the port refuses.
-    write_config(dir.path(), "");
+    write_daemon_config(dir.path(), "set", "");
     let d = start(ns, dir.path());
     let e = get(ns, METRICS.parse().unwrap(), "/metrics").expect_err("no metrics by default");
     assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
@@ -205,7 +191,7 @@ fn without_the_key_nothing_listens_and_a_taken_address_fails_the_start() {
 
     // Taken: a clear start-up error naming the address, exit non-zero.
     let taken = ns.run(|| std::net::TcpListener::bind(METRICS).unwrap());
-    write_config(dir.path(), &format!("metrics = \"{METRICS}\""));
+    write_daemon_config(dir.path(), "set", &format!("metrics = \"{METRICS}\""));
     let mut cmd = Command::new(autoblock_bin());
     cmd.args(["run", "--config"])
         .arg(dir.path().join("autoblock.toml"))
